@@ -1,0 +1,44 @@
+# The two commands of the README: `make run` and `make test`.
+# Both install what they need on Debian (apt packages as root, a virtualenv).
+
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+APT_PACKAGES := slapd ldap-utils
+
+.PHONY: run test lint check-system clean
+
+run: $(STAMP)
+	$(VENV)/bin/userdir serve
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/mypy
+
+# Debian's slapd and the OpenLDAP client tools; python3-venv where the
+# system Python lacks ensurepip. Installed only when missing, and only as root.
+check-system:
+	@missing=""; \
+	[ -x /usr/sbin/slapd ] || missing="$$missing slapd"; \
+	command -v ldapsearch >/dev/null || missing="$$missing ldap-utils"; \
+	python3 -c "import ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "missing Debian packages:$$missing (run: sudo apt-get install -y$$missing)" >&2; exit 1; \
+	  fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y $$missing || { apt-get update && apt-get install -y $$missing; }; \
+	fi
+
+$(STAMP): pyproject.toml | check-system
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

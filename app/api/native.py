@@ -1,0 +1,293 @@
+"""userdir's own REST API: every core operation, RFC 9457 problem details for errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any, Literal
+
+from litestar import Request, Response, Router, delete, get, patch, post, put
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.spec import Example
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from app.api.native_models import (
+    GroupOut,
+    Health,
+    NewGroup,
+    NewPerson,
+    PasswordChange,
+    PeoplePage,
+    Person,
+    PersonPatch,
+    RefreshRequest,
+    TokenRequest,
+    TokenResponse,
+    TypeChange,
+)
+from app.auth import (
+    ExpiredToken,
+    InactiveUser,
+    TokenError,
+    require_admin,
+    require_self_or_admin,
+    require_self_or_staff,
+    require_staff,
+)
+from app.domain import (
+    AlreadyExists,
+    AuthenticationFailed,
+    Busy,
+    DomainError,
+    InvalidInput,
+    LastAdmin,
+    NotFound,
+    PermissionDenied,
+    PolicyViolation,
+    SortKey,
+    Unavailable,
+    User,
+    UserQuery,
+)
+from app.runtime import Runtime
+
+PROBLEM = "application/problem+json"
+log = logging.getLogger("userdir.api")
+
+
+Rt = NamedDependency[Runtime]
+Caller = NamedDependency[User]
+
+
+async def runtime(request: Request[Any, Any, Any]) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+async def caller(request: Request[Any, Any, Any], runtime: Rt) -> User:
+    return await runtime.auth.user_for_header(request.headers.get("authorization"))
+
+
+# --- authentication ----------------------------------------------------------
+
+@post("/auth/token", summary="Log in (username or email + password)")
+async def issue_token(data: JSONBody[TokenRequest], runtime: Rt) -> TokenResponse:
+    login, by = (data.username, "username") if data.username else (data.email or "", "email")
+    pair = await runtime.auth.login(login, data.password, by=by)
+    return TokenResponse(pair.access, pair.refresh, expires_in=pair.expires_in)
+
+
+@post("/auth/refresh", summary="A new access token for a refresh token")
+async def refresh_token(data: JSONBody[RefreshRequest], runtime: Rt) -> TokenResponse:
+    pair = await runtime.auth.refresh(data.refresh_token)
+    return TokenResponse(pair.access, pair.refresh, expires_in=pair.expires_in)
+
+
+@get("/auth/me", summary="The authenticated user")
+async def me(caller: Caller) -> Person:
+    return Person.of(caller)
+
+
+@get("/.well-known/jwks.json", summary="Public keys that verify userdir's tokens")
+async def jwks(runtime: Rt) -> dict[str, Any]:
+    return runtime.auth.key.jwks()
+
+
+@get("/health", summary="Is the directory answering?")
+async def health(runtime: Rt) -> Response[Health]:
+    up = await asyncio.to_thread(runtime.directory.ping, 1.0)
+    if up:
+        return Response(Health("ok", "ok"))
+    return Response(Health("degraded", "unreachable"), status_code=503)
+
+
+# --- people ------------------------------------------------------------------
+
+SortName = Literal["username", "display_name", "created", "id", "account_type"]
+
+
+@get("/people", summary="List people (staff)")
+async def list_people(
+    caller: Caller,
+    runtime: Rt,
+    q: Annotated[str | None, QueryParameter(
+        description="substring of username, name or email", max_length=256)] = None,
+    email: Annotated[str | None, QueryParameter(description="exact email")] = None,
+    active: Annotated[bool | None, QueryParameter(description="only (in)active users")] = None,
+    account_type: Annotated[str | None, QueryParameter(examples=[Example(value="staff")])] = None,
+    sort: FromQuery[SortName] = "id",
+    order: FromQuery[Literal["asc", "desc"]] = "asc",
+    page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
+) -> PeoplePage:
+    require_staff(caller)
+    per_page = min(per_page, runtime.config.listing.max_per_page)
+    query = UserQuery(
+        text=q or None, exact=(("email", email),) if email else (), active=active,
+        account_type=account_type, sort=SortKey(sort), descending=order == "desc",
+        offset=(page - 1) * per_page, limit=per_page,
+    )
+    found = await runtime.service.list_users(query)
+    return PeoplePage([Person.of(u) for u in found.users], found.total, page, per_page)
+
+
+@post("/people", summary="Create a person (admin)")
+async def create_person(data: JSONBody[NewPerson], caller: Caller, runtime: Rt) -> Person:
+    require_admin(caller)
+    return Person.of(await runtime.service.create_user(data.to_domain()))
+
+
+@get("/people/{username:str}", summary="One person (himself or staff)")
+async def get_person(username: FromPath[str], caller: Caller, runtime: Rt) -> Person:
+    require_self_or_staff(caller, username)
+    return Person.of(await runtime.service.get_user(username))
+
+
+@patch("/people/{username:str}", summary="Change profile fields (himself or admin)")
+async def patch_person(username: FromPath[str], data: JSONBody[PersonPatch], caller: Caller,
+                       runtime: Rt) -> Person:
+    require_self_or_admin(caller, username)
+    if data.renames() and not caller.is_admin:
+        raise PermissionDenied("only an admin may rename a user")
+    return Person.of(await runtime.service.update_user(username, data.to_domain()))
+
+
+@delete("/people/{username:str}", summary="Delete a person (admin)")
+async def delete_person(username: FromPath[str], caller: Caller, runtime: Rt) -> None:
+    require_admin(caller)
+    await runtime.service.delete_user(username)
+
+
+@put("/people/{username:str}/type", summary="Set the account type (admin)")
+async def set_type(username: FromPath[str], data: JSONBody[TypeChange], caller: Caller,
+                   runtime: Rt) -> Person:
+    require_admin(caller)
+    return Person.of(await runtime.service.set_account_type(username, data.account_type))
+
+
+@post("/people/{username:str}/disable", summary="Disable: no login, no LDAP bind (admin)",
+      status_code=200)
+async def disable_person(username: FromPath[str], caller: Caller, runtime: Rt) -> Person:
+    require_admin(caller)
+    return Person.of(await runtime.service.disable_user(username))
+
+
+@post("/people/{username:str}/enable", summary="Enable again (admin)", status_code=200)
+async def enable_person(username: FromPath[str], caller: Caller, runtime: Rt) -> Person:
+    require_admin(caller)
+    return Person.of(await runtime.service.enable_user(username))
+
+
+@put("/people/{username:str}/password", status_code=204,
+     summary="Set a password: himself with the current one, or an admin for another")
+async def set_password(username: FromPath[str], data: JSONBody[PasswordChange], caller: Caller,
+                       runtime: Rt) -> None:
+    require_self_or_admin(caller, username)
+    itself = caller.username.lower() == username.lower()
+    if itself and data.current_password is None:
+        raise InvalidInput("current_password", "the current password is required")
+    await runtime.service.set_password(
+        username, data.new_password, current=data.current_password if itself else None)
+
+
+# --- groups ------------------------------------------------------------------
+
+@get("/groups", summary="List groups (staff)")
+async def list_groups(caller: Caller, runtime: Rt) -> list[GroupOut]:
+    require_staff(caller)
+    return [GroupOut.of(g) for g in await runtime.service.list_groups()]
+
+
+@post("/groups", summary="Create a group (admin)")
+async def create_group(data: JSONBody[NewGroup], caller: Caller, runtime: Rt) -> GroupOut:
+    require_admin(caller)
+    return GroupOut.of(await runtime.service.create_group(data.name, data.description))
+
+
+@get("/groups/{name:str}", summary="One group (staff)")
+async def get_group(name: FromPath[str], caller: Caller, runtime: Rt) -> GroupOut:
+    require_staff(caller)
+    return GroupOut.of(await runtime.service.get_group(name))
+
+
+@delete("/groups/{name:str}", summary="Delete a group (admin)")
+async def delete_group(name: FromPath[str], caller: Caller, runtime: Rt) -> None:
+    require_admin(caller)
+    await runtime.service.delete_group(name)
+
+
+@put("/groups/{name:str}/members/{username:str}", summary="Add a member (admin)")
+async def add_member(name: FromPath[str], username: FromPath[str], caller: Caller,
+                     runtime: Rt) -> GroupOut:
+    require_admin(caller)
+    return GroupOut.of(await runtime.service.add_group_member(name, username))
+
+
+@delete("/groups/{name:str}/members/{username:str}", summary="Remove a member (admin)",
+        status_code=200)
+async def remove_member(name: FromPath[str], username: FromPath[str], caller: Caller,
+                        runtime: Rt) -> GroupOut:
+    require_admin(caller)
+    return GroupOut.of(await runtime.service.remove_group_member(name, username))
+
+
+# --- errors: RFC 9457 problem details ----------------------------------------
+
+_STATUS: list[tuple[type[Exception], int, str]] = [
+    (ExpiredToken, 401, "token expired"),
+    (InactiveUser, 401, "account disabled"),
+    (TokenError, 401, "authentication required"),
+    (AuthenticationFailed, 401, "invalid credentials"),
+    (PermissionDenied, 403, "forbidden"),
+    (NotFound, 404, "not found"),
+    (AlreadyExists, 409, "already exists"),
+    (LastAdmin, 409, "last admin"),
+    (InvalidInput, 422, "invalid input"),
+    (PolicyViolation, 422, "password policy"),
+    (Busy, 503, "busy"),
+    (Unavailable, 503, "directory unavailable"),
+]
+
+
+def problem(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    """Map any error raised below this router to a problem+json response."""
+    status, title, detail = 500, "internal error", "unexpected error"
+    extra: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    if isinstance(error, DomainError):
+        for kind, code, name in _STATUS:
+            if isinstance(error, kind):
+                status, title, detail = code, name, error.message or name
+                break
+        if isinstance(error, AlreadyExists | InvalidInput):
+            extra = {"field": error.field}
+        if isinstance(error, AuthenticationFailed):
+            detail = "Invalid credentials."
+        if isinstance(error, TokenError):
+            headers["WWW-Authenticate"] = 'Bearer realm="userdir"'
+        if isinstance(error, Busy | Unavailable):
+            headers["Retry-After"] = "1"
+    elif isinstance(error, ValidationException):
+        status, title, detail = 400, "bad request", "the request is malformed"
+        extra = {"errors": error.extra} if error.extra else {}
+    elif isinstance(error, HTTPException):
+        status, title, detail = error.status_code, str(error.detail), str(error.detail)
+    if status == 500:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+router = Router(
+    path="/",
+    route_handlers=[
+        issue_token, refresh_token, me, jwks, health,
+        list_people, create_person, get_person, patch_person, delete_person, set_type,
+        disable_person, enable_person, set_password,
+        list_groups, create_group, get_group, delete_group, add_member, remove_member,
+    ],
+    dependencies={"runtime": Provide(runtime), "caller": Provide(caller)},
+    exception_handlers={Exception: problem},
+    tags=["native"],
+)

@@ -1,0 +1,203 @@
+"""One login for every dialect: LDAP bind, then ES256 JWTs checked against the directory."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from app.domain import DomainError, NotFound, PermissionDenied, User
+from app.service import UserService
+
+ALGORITHM = "ES256"
+TokenKind = Literal["access", "refresh"]
+
+
+class TokenError(DomainError):
+    """No usable token: each dialect words these its own way."""
+
+
+class MissingToken(TokenError):
+    pass
+
+
+class MalformedHeader(TokenError):
+    """An Authorization header that is not `Bearer <token>`."""
+
+
+class ExpiredToken(TokenError):
+    pass
+
+
+class InvalidToken(TokenError):
+    """Bad signature, wrong algorithm or kind, missing claims, revoked."""
+
+
+class UnknownUser(InvalidToken):
+    """A valid token whose user no longer exists."""
+
+
+class InactiveUser(TokenError):
+    """A valid token whose user has been disabled."""
+
+
+class SigningKey:
+    """An EC P-256 key: the private half signs, the public half is in the JWKS."""
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self.private_key = private_key
+        self.public_key = private_key.public_key()
+        self.jwk = _public_jwk(self.public_key)
+        self.kid = _thumbprint(self.jwk)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> SigningKey:
+        """Read the PEM at `path`, or generate one there (mode 0600) on first start."""
+        if path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+                raise ValueError(f"{path}: not an EC P-256 private key (needed for ES256)")
+            return cls(key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        return cls(key)
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [{**self.jwk, "kid": self.kid, "use": "sig", "alg": ALGORITHM}]}
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+    expires_in: int
+
+
+class Authenticator:
+    def __init__(self, service: UserService, key: SigningKey, *, issuer: str,
+                 access_ttl: int, refresh_ttl: int, leeway: int = 30) -> None:
+        self.service = service
+        self.key = key
+        self.issuer = issuer
+        self.ttl: dict[TokenKind, int] = {"access": access_ttl, "refresh": refresh_ttl}
+        self.leeway = leeway
+
+    async def login(self, login: str, password: str, *, by: str = "any") -> TokenPair:
+        """Bind as the user (AuthenticationFailed otherwise) and issue both tokens."""
+        user = await self.service.authenticate(login, password, by=by)
+        return self.issue_pair(user)
+
+    def issue_pair(self, user: User) -> TokenPair:
+        return TokenPair(self.issue(user, "access"), self.issue(user, "refresh"),
+                         self.ttl["access"])
+
+    def issue(self, user: User, kind: TokenKind) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer, "sub": user.uuid, "uid": user.username,
+            "iat": now, "exp": now + self.ttl[kind], "jti": secrets.token_urlsafe(16),
+            "typ": kind, "account_type": user.account_type,
+        }
+        return jwt.encode(claims, self.key.private_key, algorithm=ALGORITHM,
+                          headers={"kid": self.key.kid})
+
+    def decode(self, token: str, kind: TokenKind = "access") -> dict[str, Any]:
+        """Signature, algorithm (pinned), issuer, expiry and kind; no directory access."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, self.key.public_key, algorithms=[ALGORITHM], issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "sub", "iss", "jti", "typ"]},
+            )
+        except jwt.ExpiredSignatureError as e:
+            raise ExpiredToken("token expired") from e
+        except jwt.PyJWTError as e:
+            raise InvalidToken("invalid token") from e
+        if claims.get("typ") != kind:
+            raise InvalidToken(f"not an {kind} token")
+        return claims
+
+    async def user_for(self, token: str, kind: TokenKind = "access") -> User:
+        """The token's user, read now: tokens die with the account, and a
+        password change revokes every token issued before it."""
+        claims = self.decode(token, kind)
+        try:
+            user = await self.service.user_by_uuid(str(claims["sub"]))
+        except NotFound as e:
+            raise UnknownUser("the token's user no longer exists") from e
+        if not user.active:
+            raise InactiveUser("user is inactive")
+        changed = user.password_changed
+        if changed is not None and int(claims["iat"]) < int(changed.timestamp()):
+            raise InvalidToken("token issued before the last password change")
+        return user
+
+    async def user_for_header(self, authorization: str | None) -> User:
+        return await self.user_for(bearer_token(authorization))
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        user = await self.user_for(refresh_token, "refresh")
+        return TokenPair(self.issue(user, "access"), refresh_token, self.ttl["access"])
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise MissingToken("authentication required")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+        raise MalformedHeader("expected `Authorization: Bearer <token>`")
+    return token.strip()
+
+
+# --- guards: each raises PermissionDenied, which every dialect words itself ---
+
+def require_admin(user: User) -> None:
+    if not user.is_admin:
+        raise PermissionDenied("admin rights required")
+
+
+def require_staff(user: User) -> None:
+    if not user.is_staff:
+        raise PermissionDenied("staff rights required")
+
+
+def require_self_or_admin(user: User, username: str) -> None:
+    if not (user.is_admin or user.username.lower() == username.lower()):
+        raise PermissionDenied("only the user himself or an admin may do this")
+
+
+def require_self_or_staff(user: User, username: str) -> None:
+    if not (user.is_staff or user.username.lower() == username.lower()):
+        raise PermissionDenied("only the user himself or staff may do this")
+
+
+def _public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
+    numbers = key.public_numbers()
+    return {"kty": "EC", "crv": "P-256", "x": _b64(numbers.x.to_bytes(32, "big")),
+            "y": _b64(numbers.y.to_bytes(32, "big"))}
+
+
+def _thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638: SHA-256 over the required members in lexicographic order."""
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")},
+                           separators=(",", ":"), sort_keys=True)
+    return _b64(hashlib.sha256(canonical.encode()).digest())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

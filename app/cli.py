@@ -1,0 +1,99 @@
+"""`userdir serve`: embedded slapd (unless [ldap] url is set), bootstrap, then HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from app import embedded
+from app.config import Config, ConfigError, load_config
+from app.domain import DomainError
+from app.main import create_app
+from app.runtime import Runtime
+
+log = logging.getLogger("userdir")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="userdir", description=__doc__)
+    parser.add_argument("--config", help="TOML config file (default: $USERDIR_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the API (and the embedded slapd)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        return serve(config, args.config)
+    except (ConfigError, embedded.SlapdError, DomainError) as e:
+        print(f"userdir: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve(config: Config, config_path: str | None) -> int:
+    # uvicorn re-raises SIGTERM once it has shut down; turn it into SystemExit
+    # so that the `finally` below still stops slapd.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    slapd = start_embedded(config) if config.ldap.embedded else None
+    try:
+        password = asyncio.run(bootstrap(config))
+        if password:
+            # Shown once: it exists nowhere else (slapd stores only its hash).
+            print(f"\n  bootstrap admin {config.bootstrap.admin_username!r} created; "
+                  f"password: {password}\n", flush=True)
+        run_http(config, config_path)
+    finally:
+        if slapd is not None:
+            slapd.stop()
+            log.info("slapd stopped")
+    return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def start_embedded(config: Config) -> embedded.Slapd:
+    created = embedded.initialise(config.data_dir, config.ldap.base_dn, config.accounts.types)
+    if created:
+        log.info("initialised a new directory in %s", config.data_dir)
+    slapd = embedded.Slapd(config.data_dir, config.embedded.port)
+    slapd.start()
+    log.info("slapd listening on %s (data in %s)", slapd.url, config.data_dir)
+    return slapd
+
+
+async def bootstrap(config: Config) -> str | None:
+    runtime = Runtime.build(config)
+    try:
+        return await runtime.service.bootstrap(config.bootstrap.admin_username,
+                                               config.bootstrap.admin_password,
+                                               config.bootstrap.admin_email)
+    finally:
+        runtime.close()
+
+
+def run_http(config: Config, config_path: str | None) -> None:
+    if config.http.workers == 1:
+        uvicorn.run(create_app(config), host=config.http.host, port=config.http.port,
+                    log_level="info", access_log=False)
+        return
+    # Worker processes build their own app from the same configuration.
+    if config_path:
+        os.environ["USERDIR_CONFIG"] = os.path.abspath(config_path)
+    uvicorn.run("app.main:app_from_environment", factory=True, host=config.http.host,
+                port=config.http.port, workers=config.http.workers, log_level="info",
+                access_log=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The LDAP gateway: the only package that speaks LDAP."""
+
+from __future__ import annotations
+
+import math
+
+from ldap3 import BASE, SAFE_SYNC, Connection
+
+from app.directory.errors import CONNECTION_ERRORS
+from app.directory.groups import GroupChanged, Groups
+from app.directory.listing import Listing
+from app.directory.locks import Locks
+from app.directory.names import Tree
+from app.directory.operations import Ldap
+from app.directory.people import People, PersonEntry
+from app.directory.pool import ConnectionPool, Endpoint, close_quietly
+
+__all__ = ["Directory", "Endpoint", "GroupChanged", "PersonEntry", "Tree"]
+
+
+class Directory:
+    """Everything userdir keeps in slapd, over one pool of service connections."""
+
+    def __init__(self, endpoint: Endpoint, base_dn: str, *, pool_size: int = 4,
+                 listing_slots: int = 4, listing_ttl: float = 5.0) -> None:
+        self.endpoint = endpoint
+        self.tree = Tree(base_dn)
+        self.pool = ConnectionPool(endpoint, pool_size)
+        self.ldap = Ldap(self.pool)
+        self.people = People(self.ldap, self.tree, endpoint)
+        self.groups = Groups(self.ldap, self.tree)
+        self.locks = Locks(self.ldap, self.tree)
+        self.listing = Listing(endpoint, self.ldap, listing_slots, listing_ttl)
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        """Does slapd answer a root DSE read within `timeout`, on a fresh connection?"""
+        conn = Connection(self.endpoint.server(timeout), client_strategy=SAFE_SYNC,
+                          receive_timeout=max(1, math.ceil(timeout)), raise_exceptions=False)
+        try:
+            conn.open()
+            _, result, _, _ = conn.search("", "(objectClass=*)", search_scope=BASE,
+                                          attributes=["1.1"])
+            return bool(result["result"] == 0)
+        except CONNECTION_ERRORS:
+            return False
+        finally:
+            close_quietly(conn)
+
+    def close(self) -> None:
+        self.listing.close()
+        self.pool.close()

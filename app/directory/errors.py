@@ -1,0 +1,94 @@
+"""The one place where ldap3 results and exceptions become domain errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ldap3.core import exceptions as ldap_exceptions
+
+from app.domain import (
+    AlreadyExists,
+    AuthenticationFailed,
+    Busy,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    PolicyViolation,
+    Unavailable,
+)
+
+SUCCESS = 0
+INVALID_CREDENTIALS = 49
+NO_SUCH_ATTRIBUTE = 16
+ATTRIBUTE_OR_VALUE_EXISTS = 20
+NO_SUCH_OBJECT = 32
+CONSTRAINT_VIOLATION = 19
+INVALID_SYNTAX = 21
+INSUFFICIENT_ACCESS = 50
+BUSY = 51
+UNAVAILABLE = 52
+UNWILLING = 53
+OBJECT_CLASS_VIOLATION = 65
+ALREADY_EXISTS = 68
+ASSERTION_FAILED = 122
+
+# ldap3 raises these when the socket, not the server, failed: the connection
+# that raised one is dropped and the caller sees Unavailable.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    ldap_exceptions.LDAPCommunicationError,
+    ldap_exceptions.LDAPSessionTerminatedByServerError,
+    ldap_exceptions.LDAPSocketOpenError,
+    ldap_exceptions.LDAPSocketReceiveError,
+    ldap_exceptions.LDAPSocketSendError,
+    ldap_exceptions.LDAPResponseTimeoutError,
+    ldap_exceptions.LDAPMaximumRetriesError,
+    ldap_exceptions.LDAPStartTLSError,
+    OSError,
+)
+
+
+class LdapResult(DomainError):
+    """A result code the gateway handles itself (assertion failed, value exists...)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def raise_for_result(result: dict[str, Any], subject: str = "entry") -> None:
+    """Raise the domain error for a non-success LDAP result."""
+    code = int(result.get("result", 80))
+    message = str(result.get("message") or result.get("description") or "")
+    if code == SUCCESS:
+        return
+    if code == NO_SUCH_OBJECT:
+        raise NotFound(f"{subject} not found")
+    if code == ALREADY_EXISTS:
+        raise AlreadyExists(subject)
+    if code == CONSTRAINT_VIOLATION:
+        if message.startswith("non-unique attributes"):
+            raise AlreadyExists(subject, message)
+        raise PolicyViolation(message or "constraint violation")
+    if code == INVALID_CREDENTIALS:
+        raise AuthenticationFailed()
+    if code == INSUFFICIENT_ACCESS:
+        raise PermissionDenied(message or "insufficient access")
+    if code == BUSY:
+        raise Busy(message or "directory busy")
+    if code == UNAVAILABLE:
+        raise Unavailable(message or "directory unavailable")
+    if code in (INVALID_SYNTAX, OBJECT_CLASS_VIOLATION):
+        raise InvalidInput(subject, message or "invalid value")
+    raise LdapResult(code, f"{result.get('description', code)}: {message}")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn ldap3's connection-level exceptions into Unavailable."""
+    try:
+        yield
+    except CONNECTION_ERRORS as e:
+        raise Unavailable(f"directory unavailable: {type(e).__name__}") from e

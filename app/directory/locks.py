@@ -1,0 +1,79 @@
+"""Short leases held in the directory, so every API process sees the same lock.
+
+Taking one is an Add of `cn=<key>,ou=locks`: slapd allows one entry per DN,
+so exactly one Add of a free key succeeds (RFC 4511 §4.7, entryAlreadyExists).
+A lease that outlives its holder (a crashed process) expires and is taken
+over with an Assertion on its exact expiry, so two takers cannot both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from app.directory import names
+from app.directory.controls import assertion
+from app.directory.errors import ASSERTION_FAILED, LdapResult
+from app.directory.names import Tree
+from app.directory.operations import Ldap
+from app.directory.schema import first, format_time, parse_time
+from app.domain import AlreadyExists, Busy, NotFound
+
+LEASE_SECONDS = 30
+WAIT_SECONDS = 5.0
+
+
+class Locks:
+    def __init__(self, ldap: Ldap, tree: Tree) -> None:
+        self.ldap = ldap
+        self.tree = tree
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        dn = self.tree.lock(key)
+        self._acquire(dn)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(NotFound):
+                self.ldap.delete(dn, subject="lock")
+
+    def _acquire(self, dn: str) -> None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        pause = 0.01
+        while True:
+            expiry = format_time(datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS))
+            try:
+                self.ldap.add(dn, ["applicationProcess"],
+                              {"cn": [names.first_rdn_value(dn)], "description": [expiry]},
+                              subject="lock")
+                return
+            except AlreadyExists:
+                if self._break_if_expired(dn):
+                    continue
+            if time.monotonic() > deadline:
+                raise Busy("another change to this user is in progress")
+            time.sleep(pause + secrets.randbelow(10) / 1000)
+            pause = min(pause * 2, 0.2)
+
+    def _break_if_expired(self, dn: str) -> bool:
+        entry = self.ldap.read(dn, ["description"], subject="lock")
+        if entry is None:
+            return True
+        expiry = first(entry, "description")
+        expires = parse_time(expiry)
+        if expires is None or expires > datetime.now(UTC) or expiry is None:
+            return False
+        try:
+            self.ldap.delete(dn, controls=[assertion(names.equals("description", expiry))],
+                             subject="lock")
+        except NotFound:
+            pass
+        except LdapResult as e:
+            if e.code != ASSERTION_FAILED:  # someone else broke it first: fine
+                raise
+        return True

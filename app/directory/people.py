@@ -1,0 +1,209 @@
+"""People entries: find, assemble in staging and publish, modify, lock, passwords."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_INCREMENT, MODIFY_REPLACE
+from ldap3.protocol.rfc3062 import PasswdModifyRequestValue
+
+from app.directory import names
+from app.directory.controls import POST_READ, post_read
+from app.directory.errors import NO_SUCH_ATTRIBUTE, raise_for_result, translated
+from app.directory.names import Tree
+from app.directory.operations import Entry, Ldap
+from app.directory.pool import Endpoint, close_quietly
+from app.directory.schema import (
+    LOCKED_FOREVER,
+    PERSON_CLASSES,
+    USER_ATTRIBUTES,
+    USERDIR_ATTRIBUTES,
+    USERDIR_CLASS,
+    first,
+    parse_time,
+    values,
+)
+from app.domain import AuthenticationFailed, NotFound
+
+PASSWORD_MODIFY = "1.3.6.1.4.1.4203.1.11.1"  # noqa: S105 - RFC 3062 OID
+
+
+@dataclass(frozen=True)
+class PersonEntry:
+    """A person as stored: its DN and raw entry (for mapping and follow-up writes)."""
+
+    dn: str
+    entry: Entry
+
+    @property
+    def uuid(self) -> str:
+        return first(self.entry, "entryUUID") or ""
+
+    @property
+    def username(self) -> str:
+        return first(self.entry, "uid") or names.first_rdn_value(self.dn)
+
+    @property
+    def member_of(self) -> list[str]:
+        return values(self.entry, "memberOf")
+
+    @property
+    def object_classes(self) -> set[str]:
+        return {c.lower() for c in values(self.entry, "objectClass")}
+
+
+class People:
+    def __init__(self, ldap: Ldap, tree: Tree, endpoint: Endpoint) -> None:
+        self.ldap = ldap
+        self.tree = tree
+        self.endpoint = endpoint
+
+    # --- reading -----------------------------------------------------------
+
+    def find(self, attribute: str, value: str) -> PersonEntry | None:
+        """The person whose `attribute` equals `value` (uid, mail, uidNumber, entryUUID)."""
+        entries, _ = self.ldap.search(
+            self.tree.people, names.all_of("(objectClass=inetOrgPerson)",
+                                           names.equals(attribute, value)),
+            USER_ATTRIBUTES, size_limit=2, subject="user",
+        )
+        return PersonEntry(entries[0]["dn"], entries[0]) if entries else None
+
+    def by_dn(self, dn: str) -> PersonEntry | None:
+        entry = self.ldap.read(dn, USER_ATTRIBUTES, subject="user")
+        return PersonEntry(dn, entry) if entry else None
+
+    def taken(self, username: str, email: str | None) -> str | None:
+        """Which of username/email another person (published or being created) holds."""
+        for attribute, value in (("uid", username), ("mail", email)):
+            if value is None:
+                continue
+            entries, _ = self.ldap.search(
+                self.tree.base, names.all_of("(objectClass=inetOrgPerson)",
+                                             names.equals(attribute, value)),
+                ["1.1"], size_limit=1,
+            )
+            if entries:
+                return "username" if attribute == "uid" else "email"
+        return None
+
+    # --- creating ----------------------------------------------------------
+
+    def allocate_uid_number(self) -> int:
+        """RFC 4525 increment + RFC 4527 post-read: one atomic operation, never reused."""
+        result = self.ldap.modify(
+            self.tree.uid_counter, {"uidNumber": [(MODIFY_INCREMENT, [1])]},
+            controls=[post_read(["uidNumber"])], subject="uidNumber counter",
+        )
+        return int(result["controls"][POST_READ]["value"]["result"]["uidNumber"][0])
+
+    def stage(self, username: str, attributes: Mapping[str, Any]) -> str:
+        """Add the complete entry where only the service can see it."""
+        dn = self.tree.staged_person(username)
+        self.ldap.add(dn, PERSON_CLASSES, attributes, subject="username")
+        return dn
+
+    def publish(self, staged_dn: str) -> str:
+        """Move a staged entry into ou=people: it appears there whole, in one modrdn."""
+        rdn = staged_dn.split(",", 1)[0]
+        self.ldap.rename(staged_dn, rdn, new_superior=self.tree.people, subject="username")
+        return f"{rdn},{self.tree.people}"
+
+    def staged_since(self, username: str) -> float | None:
+        """Seconds since a staged entry for this username was made, if there is one."""
+        entry = self.ldap.read(self.tree.staged_person(username), ["createTimestamp"])
+        if entry is None:
+            return None
+        created = parse_time(first(entry, "createTimestamp"))
+        if created is None:
+            return None
+        return (datetime.now(UTC) - created).total_seconds()
+
+    def discard(self, dn: str) -> None:
+        """Delete an entry, ignoring that it may already be gone."""
+        with contextlib.suppress(NotFound):
+            self.ldap.delete(dn, subject="user")
+
+    # --- changing ----------------------------------------------------------
+
+    def modify(self, person: PersonEntry, changes: dict[str, list[tuple[str, list[Any]]]]) -> None:
+        if not changes:
+            return
+        if USERDIR_ATTRIBUTES & set(changes) and USERDIR_CLASS not in person.object_classes:
+            changes = {"objectClass": [(MODIFY_ADD, ["userdirPerson"])], **changes}
+        self.ldap.modify(person.dn, changes, subject="email")
+
+    def rename(self, person: PersonEntry, new_username: str) -> str:
+        """Change uid; the RDN too when it is uid. memberof keeps group memberships."""
+        rdn_type = person.dn.split("=", 1)[0].strip().lower()
+        home = first(person.entry, "homeDirectory")
+        if rdn_type == "uid":
+            new_rdn = f"uid={names.rdn_value(Tree.checked_username(new_username))}"
+            self.ldap.rename(person.dn, new_rdn, subject="username")
+            dn = f"{new_rdn},{person.dn.split(',', 1)[1]}"
+        else:
+            self.ldap.modify(person.dn, {"uid": [(MODIFY_REPLACE, [new_username])]},
+                             subject="username")
+            dn = person.dn
+        if home == f"/home/{person.username}":
+            self.ldap.modify(dn, {"homeDirectory": [(MODIFY_REPLACE, [f"/home/{new_username}"])]})
+        return dn
+
+    def lock(self, dn: str) -> None:
+        self.ldap.modify(dn, {"pwdAccountLockedTime": [(MODIFY_REPLACE, [LOCKED_FOREVER])]},
+                         subject="user")
+
+    def unlock(self, dn: str) -> None:
+        self.ldap.modify(dn, {"pwdAccountLockedTime": [(MODIFY_DELETE, [])]},
+                         tolerate=(NO_SUCH_ATTRIBUTE,), subject="user")
+
+    def delete(self, dn: str) -> None:
+        self.ldap.delete(dn, subject="user")
+
+    # --- passwords and binds ----------------------------------------------
+
+    def reset_password(self, dn: str, new_password: str) -> None:
+        """RFC 3062 as the service: slapd hashes (olcPasswordHash) and applies ppolicy."""
+        self.ldap.extended(PASSWORD_MODIFY, _password_request(dn, None, new_password),
+                           subject="user")
+
+    def change_own_password(self, dn: str, old_password: str, new_password: str) -> None:
+        """RFC 3062 as the user himself, on his own short-lived connection."""
+        conn = self.endpoint.connect(dn, old_password)
+        try:
+            with translated():
+                _, result, _, _ = conn.extended(
+                    PASSWORD_MODIFY, _password_request(dn, old_password, new_password))
+            raise_for_result(result, "user")
+        finally:
+            close_quietly(conn)
+
+    def check_password(self, dn: str | None, password: str) -> None:
+        """A simple bind on a fresh connection, so ppolicy (lockout, disabled,
+        pwdLastSuccess) applies. Unknown users bind the decoy entry, which
+        costs the same hash verification and always fails."""
+        if not password:
+            # An empty password is an unauthenticated bind (RFC 4513 §5.1.2).
+            raise AuthenticationFailed()
+        close_quietly(self.endpoint.connect(dn or self.tree.decoy, password))
+        if dn is None:
+            raise AuthenticationFailed()
+
+    @staticmethod
+    def random_password() -> str:
+        return secrets.token_urlsafe(18)
+
+
+def _password_request(dn: str, old: str | None, new: str) -> PasswdModifyRequestValue:
+    request = PasswdModifyRequestValue()
+    request["userIdentity"] = dn
+    if old is not None:
+        request["oldPasswd"] = old
+    request["newPasswd"] = new
+    return request
+

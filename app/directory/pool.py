@@ -1,0 +1,108 @@
+"""Bound ldap3 connections, borrowed one operation at a time and replaced when lost."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ldap3 import NONE, SAFE_SYNC, Connection, Server
+
+from app.directory.errors import raise_for_result, translated
+from app.domain import Unavailable
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach slapd and as whom."""
+
+    url: str
+    bind_dn: str
+    password: str
+    connect_timeout: float = 3.0
+    operation_timeout: float = 5.0
+
+    def server(self, connect_timeout: float | None = None) -> Server:
+        return Server(
+            self.url, get_info=NONE, connect_timeout=connect_timeout or self.connect_timeout
+        )
+
+    def connect(self, bind_dn: str | None = None, password: str | None = None,
+                timeout: float | None = None) -> Connection:
+        """A new connection, bound as the service (or as whoever is given)."""
+        conn = Connection(
+            self.server(timeout),
+            user=bind_dn if bind_dn is not None else self.bind_dn,
+            password=password if password is not None else self.password,
+            client_strategy=SAFE_SYNC,
+            # ldap3 packs this into SO_RCVTIMEO as whole seconds.
+            receive_timeout=max(1, math.ceil(timeout or self.operation_timeout)),
+            raise_exceptions=False,
+            auto_referrals=False,
+            read_only=False,
+        )
+        with translated():
+            conn.open()
+            _, result, _, _ = conn.bind()
+        if result["result"] != 0:
+            close_quietly(conn)
+            raise_for_result(result, "bind")
+        return conn
+
+
+def close_quietly(conn: Any) -> None:
+    # The socket may already be gone; there is nothing to report then.
+    with contextlib.suppress(Exception):
+        conn.unbind()
+
+
+class ConnectionPool:
+    """At most `size` bound connections; a connection that fails is dropped, not reused."""
+
+    def __init__(self, endpoint: Endpoint, size: int) -> None:
+        self.endpoint = endpoint
+        self.size = size
+        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        if not self._slots.acquire(timeout=self.endpoint.operation_timeout):
+            raise Unavailable("no directory connection became free in time")
+        try:
+            conn = self._take()
+            try:
+                with translated():
+                    yield conn
+            except Unavailable:
+                close_quietly(conn)
+                raise
+            except BaseException:
+                self._idle.put(conn)
+                raise
+            else:
+                self._idle.put(conn)
+        finally:
+            self._slots.release()
+
+    def _take(self) -> Connection:
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return self.endpoint.connect()
+            if not conn.closed:
+                return conn
+
+    def close(self) -> None:
+        while True:
+            try:
+                close_quietly(self._idle.get_nowait())
+            except queue.Empty:
+                return
+

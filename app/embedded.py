@@ -1,0 +1,327 @@
+"""A local slapd built from the project's ldif/ files: initialise once, start, stop.
+
+Standard library only: the OpenLDAP Docker image runs this module with a bare
+`python3 -m app.embedded`, and the test suite starts its slapd through it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SBIN = Path("/usr/sbin")
+DEBIAN_PACKAGES = "slapd ldap-utils"
+FIRST_UID_NUMBER = 10000
+_READY_TIMEOUT = 15.0
+
+
+class SlapdError(RuntimeError):
+    """slapd is missing, could not be initialised, or did not start."""
+
+
+def find_ldif_dir() -> Path:
+    """The ldif/ directory: beside the package in a checkout, inside it in a wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "ldif", here / "ldif"):
+        if (candidate / "config.ldif").is_file():
+            return candidate
+    raise SlapdError(f"no ldif/ directory found next to {here}")
+
+
+def require_slapd() -> None:
+    for tool in ("slapd", "slapadd", "slappasswd"):
+        if not (SBIN / tool).exists():
+            raise SlapdError(
+                f"OpenLDAP's {tool} is not installed: run `apt-get install {DEBIAN_PACKAGES}`"
+            )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one slapd lives inside its data directory."""
+
+    data_dir: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.data_dir / "slapd.d"
+
+    @property
+    def db_dir(self) -> Path:
+        return self.data_dir / "db"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def ldapi_path(self) -> Path:
+        return self.run_dir / "ldapi"
+
+    @property
+    def ldapi_url(self) -> str:
+        return "ldapi://" + urllib.parse.quote(str(self.ldapi_path), safe="")
+
+    @property
+    def root_password_file(self) -> Path:
+        return self.data_dir / "root.password"
+
+    @property
+    def service_password_file(self) -> Path:
+        return self.data_dir / "service.password"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "slapd.log"
+
+    @property
+    def initialised_marker(self) -> Path:
+        return self.data_dir / ".initialised"
+
+    def read_service_password(self) -> str:
+        return self.service_password_file.read_text()
+
+
+def service_dn(base_dn: str) -> str:
+    return f"cn=userdir,ou=services,{base_dn}"
+
+
+def root_dn(base_dn: str) -> str:
+    return f"cn=root,{base_dn}"
+
+
+def placeholder_dn(base_dn: str) -> str:
+    """The member a group keeps when it has no real one (groupOfNames MUST member)."""
+    return f"cn=nobody,{base_dn}"
+
+
+def account_type_group_dn(base_dn: str, account_type: str) -> str:
+    return f"cn={account_type},ou=groups,{base_dn}"
+
+
+def initialise(
+    data_dir: Path, base_dn: str, account_types: Sequence[str], ldif_dir: Path | None = None
+) -> bool:
+    """Create the config and the base tree unless already done; True if done now.
+
+    Nothing is marked initialised before both slapadd runs succeed, so an
+    interrupted first start is redone from scratch on the next one.
+    """
+    require_slapd()
+    layout = Layout(data_dir)
+    if layout.initialised_marker.exists():
+        return False
+    ldif_dir = ldif_dir or find_ldif_dir()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in (layout.config_dir, layout.db_dir):
+        shutil.rmtree(stale, ignore_errors=True)
+    for path in (layout.config_dir, layout.db_dir, layout.run_dir):
+        path.mkdir(mode=0o700)
+    root_password = _new_secret(layout.root_password_file)
+    service_password = _new_secret(layout.service_password_file)
+    values = {
+        "BASE_DN": base_dn,
+        "ROOT_DN": root_dn(base_dn),
+        "ROOT_PW_HASH": _hash_password(root_password),
+        "SERVICE_DN": service_dn(base_dn),
+        "SERVICE_PW_HASH": _hash_password(service_password),
+        "DECOY_PW_HASH": _hash_password(secrets.token_urlsafe(24)),
+        "PLACEHOLDER_DN": placeholder_dn(base_dn),
+        "PEERCRED_DN": f"gidNumber={os.getgid()}+uidNumber={os.getuid()},"
+        "cn=peercred,cn=external,cn=auth",
+        "DB_DIR": str(layout.db_dir.resolve()),
+        "RUN_DIR": str(layout.run_dir.resolve()),
+        "LDIF_DIR": str(ldif_dir.resolve()),
+        "LAST_UID_NUMBER": str(FIRST_UID_NUMBER - 1),
+    }
+    config = render(ldif_dir / "config.ldif", values)
+    tree = suffix_entry(base_dn) + render(ldif_dir / "base.ldif", values).rstrip("\n") + "\n\n"
+    tree += "".join(account_type_group(base_dn, name) for name in account_types)
+    _slapadd(["-n0", "-F", str(layout.config_dir)], config)
+    _slapadd(["-q", "-F", str(layout.config_dir), "-b", base_dn], tree)
+    layout.initialised_marker.write_text("")
+    return True
+
+
+def render(template: Path, values: dict[str, str]) -> str:
+    text = template.read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    leftover = sorted(set(re.findall(r"@[A-Z][A-Z_]+@", text)))
+    if leftover:
+        raise SlapdError(f"{template.name}: no value for {', '.join(leftover)}")
+    return text
+
+
+def suffix_entry(base_dn: str) -> str:
+    """The suffix entry; its object class follows the first RDN's attribute."""
+    attr, _, value = base_dn.split(",")[0].partition("=")
+    classes = {
+        "dc": ["dcObject", "organization"],
+        "o": ["organization"],
+        "ou": ["organizationalUnit"],
+    }.get(attr.strip().lower())
+    if classes is None or not value:
+        raise SlapdError(f"base DN must start with dc=, o= or ou=, not {base_dn!r}")
+    lines = [f"dn: {base_dn}", *(f"objectClass: {c}" for c in classes), f"{attr}: {value}"]
+    if "organization" in classes and attr.lower() != "o":
+        lines.append(f"o: {value}")
+    return "\n".join(lines) + "\n\n"
+
+
+def account_type_group(base_dn: str, name: str) -> str:
+    return (
+        f"dn: {account_type_group_dn(base_dn, name)}\n"
+        "objectClass: groupOfNames\n"
+        f"cn: {name}\n"
+        f"description: userdir account type {name}\n"
+        f"member: {placeholder_dn(base_dn)}\n\n"
+    )
+
+
+def _new_secret(path: Path) -> str:
+    """A fresh random password, kept in a 0600 file without a trailing newline (ldap* -y)."""
+    password = secrets.token_urlsafe(24)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password)
+    return password
+
+
+def _hash_password(password: str) -> str:
+    """Hash with slapd's own slappasswd: slapadd bypasses ppolicy's cleartext hashing."""
+    with tempfile.NamedTemporaryFile("w", delete=True) as f:
+        os.chmod(f.name, 0o600)
+        f.write(password)
+        f.flush()
+        result = subprocess.run(
+            [str(SBIN / "slappasswd"), "-o", "module-path=/usr/lib/ldap", "-o",
+             "module-load=argon2 m=19456 t=2 p=1", "-h", "{ARGON2}", "-T", f.name],
+            capture_output=True, text=True, check=False,
+        )
+    if result.returncode != 0:
+        raise SlapdError(f"slappasswd failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def _slapadd(args: list[str], ldif: str) -> None:
+    result = subprocess.run(
+        [str(SBIN / "slapadd"), *args], input=ldif, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SlapdError(f"slapadd {' '.join(args)} failed:\n{result.stderr.strip()}")
+
+
+class Slapd:
+    """A running slapd child process, stopped by pid."""
+
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+        self.layout = Layout(data_dir)
+        self.host = host
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ldap://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        require_slapd()
+        if not self.layout.initialised_marker.exists():
+            raise SlapdError(f"{self.layout.data_dir} is not initialised")
+        self.layout.run_dir.mkdir(mode=0o700, exist_ok=True)
+        self.layout.ldapi_path.unlink(missing_ok=True)
+        if _port_open(self.host, self.port):
+            raise SlapdError(f"port {self.host}:{self.port} is already in use")
+        # Own session: a Ctrl-C in the terminal reaches us, and we stop slapd
+        # after the API, instead of both dying at once.
+        with open(self.layout.log_file, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(SBIN / "slapd"), "-F", str(self.layout.config_dir), "-h",
+                 f"{self.url}/ {self.layout.ldapi_url}", "-d", "0"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while not _port_open(self.host, self.port):
+            if self.process.poll() is not None:
+                raise SlapdError(f"slapd exited with {self.process.returncode}; "
+                                 f"see {self.layout.log_file}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SlapdError(
+                    f"slapd did not listen on {self.url} within {_READY_TIMEOUT:.0f} s")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Slapd:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python3 -m app.embedded init|run`: the OpenLDAP image's entrypoint."""
+    parser = argparse.ArgumentParser(prog="python3 -m app.embedded")
+    parser.add_argument("command", choices=["init", "run"])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--base-dn", default="dc=example,dc=org")
+    parser.add_argument("--account-types", default="user,staff,admin")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3389)
+    args = parser.parse_args(argv)
+    try:
+        types = [t.strip() for t in args.account_types.split(",") if t.strip()]
+        created = initialise(args.data_dir, args.base_dn, types)
+        print(f"{args.data_dir}: {'initialised' if created else 'already initialised'}")
+        if args.command == "run":
+            slapd = Slapd(args.data_dir, args.port, args.host)
+            slapd.start()
+            print(f"slapd listening on {slapd.url}", flush=True)
+            signal.signal(signal.SIGTERM, lambda *_: slapd.stop())
+            try:
+                assert slapd.process is not None
+                slapd.process.wait()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                slapd.stop()
+    except SlapdError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""What a running API process holds: built once at start-up from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.auth import Authenticator, SigningKey
+from app.config import Config
+from app.directory import Directory, Endpoint
+from app.domain import AccountTypes
+from app.service import UserService
+
+
+@dataclass
+class Runtime:
+    config: Config
+    directory: Directory
+    service: UserService
+    auth: Authenticator
+
+    @classmethod
+    def build(cls, config: Config) -> Runtime:
+        endpoint = Endpoint(
+            url=config.ldap_url, bind_dn=config.bind_dn, password=config.bind_password,
+            connect_timeout=config.ldap.connect_timeout,
+            operation_timeout=config.ldap.operation_timeout,
+        )
+        directory = Directory(endpoint, config.ldap.base_dn, pool_size=config.ldap.pool_size,
+                              listing_slots=config.listing.contexts,
+                              listing_ttl=config.listing.context_ttl)
+        types = AccountTypes(config.accounts.types, config.accounts.default_type)
+        service = UserService(directory, types, gid_number=config.accounts.gid_number)
+        auth = Authenticator(
+            service, SigningKey.load_or_create(config.signing_key_path),
+            issuer=config.auth.issuer, access_ttl=config.auth.access_token_ttl,
+            refresh_ttl=config.auth.refresh_token_ttl, leeway=config.auth.leeway,
+        )
+        return cls(config, directory, service, auth)
+
+    def close(self) -> None:
+        self.service.close()

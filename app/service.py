@@ -1,0 +1,495 @@
+"""Every user operation, once; every dialect calls these.
+
+Each public method is a coroutine whose body runs, whole, on the directory's
+small thread pool (ldap3 blocks and costs ~1 ms of CPU per operation), so the
+event loop never waits on LDAP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from msgspec import UNSET
+
+from app.directory import Directory, GroupChanged, PersonEntry
+from app.directory import names as n
+from app.directory.controls import CASE_IGNORE_ORDERING
+from app.directory.controls import SortKey as LdapSortKey
+from app.directory.schema import (
+    EXACT_ATTRIBUTES,
+    LOCKED_FOREVER,
+    USER_ATTRIBUTES,
+    GroupTypes,
+    profile_attributes,
+    profile_modifications,
+    to_user,
+    values,
+)
+from app.domain import (
+    ADMIN,
+    AccountTypes,
+    AlreadyExists,
+    AuthenticationFailed,
+    Busy,
+    Group,
+    InvalidInput,
+    LastAdmin,
+    NewUser,
+    NotFound,
+    Page,
+    Profile,
+    SortKey,
+    User,
+    UserChanges,
+    UserQuery,
+    check_password,
+    check_profile,
+    is_valid_email,
+    is_valid_username,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+STALE_STAGING_SECONDS = 60
+ADMIN_RETRIES = 20
+_SORT_ATTRIBUTES = {
+    SortKey.USERNAME: LdapSortKey("uid", CASE_IGNORE_ORDERING),
+    SortKey.DISPLAY_NAME: LdapSortKey("cn", CASE_IGNORE_ORDERING),
+    SortKey.CREATED: LdapSortKey("createTimestamp"),
+    SortKey.ID: LdapSortKey("uidNumber"),
+}
+
+
+def _offloaded(
+    invalidates: bool,
+) -> Callable[[Callable[Concatenate[UserService, P], T]],
+              Callable[Concatenate[UserService, P], Coroutine[Any, Any, T]]]:
+    def decorate(
+        method: Callable[Concatenate[UserService, P], T],
+    ) -> Callable[Concatenate[UserService, P], Coroutine[Any, Any, T]]:
+        async def run(self: UserService, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            call = functools.partial(method, self, *args, **kwargs)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+            finally:
+                if invalidates:
+                    self.directory.listing.invalidate()
+        run.__doc__, run.__name__ = method.__doc__, method.__name__
+        return run
+    return decorate
+
+
+reads = _offloaded(invalidates=False)
+writes = _offloaded(invalidates=True)
+
+
+class UserService:
+    def __init__(self, directory: Directory, types: AccountTypes, *, gid_number: int = 10000,
+                 executor: ThreadPoolExecutor | None = None) -> None:
+        self.directory = directory
+        self.types = types
+        self.gid_number = gid_number
+        self.executor = executor or ThreadPoolExecutor(
+            max_workers=directory.pool.size, thread_name_prefix="ldap")
+        tree = directory.tree
+        self.group_types = GroupTypes(types, {t: tree.group(t) for t in types.names})
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.directory.close()
+
+    # --- reading -----------------------------------------------------------
+
+    @reads
+    def get_user(self, username: str) -> User:
+        return self._user(self._person(username))
+
+    @reads
+    def user_by_id(self, user_id: int) -> User:
+        return self._user(self._find("uidNumber", str(user_id)))
+
+    @reads
+    def user_by_email(self, email: str) -> User:
+        return self._user(self._find("mail", email))
+
+    @reads
+    def user_by_uuid(self, uuid: str) -> User:
+        return self._user(self._find("entryUUID", uuid))
+
+    @reads
+    def list_users(self, query: UserQuery) -> Page:
+        base = self._filter(query)
+        if query.sort is SortKey.ACCOUNT_TYPE:
+            return self._list_by_type(base, query)
+        entries, total = self._window(base, query.sort, query.descending, query.offset,
+                                      query.limit)
+        return Page([self._user(PersonEntry(e["dn"], e)) for e in entries], total)
+
+    # --- creating ----------------------------------------------------------
+
+    @writes
+    def create_user(self, new: NewUser) -> User:
+        return self._create(new)
+
+    def _create(self, new: NewUser) -> User:
+        username = n.Tree.checked_username(new.username)
+        account_type = self._checked_type(new.account_type or self.types.default)
+        check_password(new.password)
+        profile = check_profile(new.profile)
+        email = profile.email if isinstance(profile.email, str) else None
+        people = self.directory.people
+        taken = people.taken(username, email)
+        if taken:
+            raise AlreadyExists(taken)
+        attributes: dict[str, list[str]] = {
+            **profile_attributes(profile, username),
+            "uid": [username],
+            "uidNumber": [str(people.allocate_uid_number())],
+            "gidNumber": [str(self.gid_number)],
+            "homeDirectory": [f"/home/{username}"],
+            "userPassword": [new.password],  # hashed by slapd (olcPPolicyHashCleartext)
+        }
+        if not new.active:
+            attributes["pwdAccountLockedTime"] = [LOCKED_FOREVER]
+        staged = self._stage(username, email, attributes)
+        try:
+            self.directory.groups.add_member(self.group_types.dn_of[account_type], staged)
+            dn = people.publish(staged)
+        except BaseException:
+            people.discard(staged)
+            raise
+        return self._user(self._by_dn(dn))
+
+    def _stage(self, username: str, email: str | None, attributes: dict[str, list[str]]) -> str:
+        """Add the entry in ou=staging; its username, id and email are held from now on."""
+        people = self.directory.people
+        for attempt in (1, 2):
+            try:
+                return people.stage(username, attributes)
+            except AlreadyExists as e:
+                if e.message.startswith("non-unique"):
+                    raise AlreadyExists(people.taken(username, email) or "username") from e
+                age = people.staged_since(username)
+                if attempt == 2 or age is None or age < STALE_STAGING_SECONDS:
+                    raise AlreadyExists("username") from e
+                # Left behind by a process that died mid-create.
+                people.discard(self.directory.tree.staged_person(username))
+        raise AssertionError("unreachable")
+
+    # --- changing ----------------------------------------------------------
+
+    @writes
+    def update_user(self, username: str, changes: UserChanges) -> User:
+        person = self._person(username)
+        profile = check_profile(changes.profile)
+        people = self.directory.people
+        if changes.username is not UNSET and changes.username != person.username:
+            new_name = n.Tree.checked_username(changes.username)
+            if new_name.lower() != person.username.lower() and people.taken(new_name, None):
+                raise AlreadyExists("username")
+            with self.directory.locks.hold(person.uuid):
+                person = self._by_dn(people.rename(person, new_name))
+        people.modify(person, profile_modifications(profile, person.username))
+        return self._user(self._by_dn(person.dn))
+
+    @writes
+    def set_account_type(self, username: str, account_type: str) -> User:
+        self._checked_type(account_type)
+        person = self._person(username)
+        with self.directory.locks.hold(person.uuid):
+            person = self._by_dn(person.dn)
+            self._move_to_type(person, account_type)
+        return self._user(self._by_dn(person.dn))
+
+    @writes
+    def set_password(self, username: str, new_password: str, *, current: str | None = None) -> None:
+        """Replace a password; with `current`, as the user himself (ppolicy's rules
+        for users apply and the old password is checked by a bind)."""
+        check_password(new_password)
+        person = self._person(username)
+        if current is None:
+            self.directory.people.reset_password(person.dn, new_password)
+        else:
+            if not current:
+                raise AuthenticationFailed()
+            self.directory.people.change_own_password(person.dn, current, new_password)
+
+    @writes
+    def disable_user(self, username: str) -> User:
+        person = self._person(username)
+        if self._type(person) == ADMIN and not self._other_active_admin(person.dn):
+            raise LastAdmin("cannot disable the last active admin")
+        self.directory.people.lock(person.dn)
+        return self._user(self._by_dn(person.dn))
+
+    @writes
+    def enable_user(self, username: str) -> User:
+        person = self._person(username)
+        self.directory.people.unlock(person.dn)
+        return self._user(self._by_dn(person.dn))
+
+    @writes
+    def delete_user(self, username: str) -> None:
+        person = self._person(username)
+        with self.directory.locks.hold(person.uuid):
+            person = self._by_dn(person.dn)
+            if ADMIN in self.group_types.memberships(person.member_of):
+                # Become an ordinary user first: the admin check and the
+                # removal from the admin group are one atomic step, and the
+                # user never shows without a type while being deleted.
+                self._move_to_type(person, self.types.default)
+            self.directory.people.delete(person.dn)
+
+    # --- logging in ----------------------------------------------------------
+
+    @reads
+    def authenticate(self, login: str, password: str, *, by: str = "any") -> User:
+        """Check a password by binding as the user. Unknown user, wrong password,
+        disabled or locked account: the same AuthenticationFailed, at the same cost."""
+        person = self._login_target(login, by)
+        self.directory.people.check_password(person.dn if person else None, password)
+        assert person is not None
+        return self._user(self._by_dn(person.dn))
+
+    def _login_target(self, login: str, by: str) -> PersonEntry | None:
+        people = self.directory.people
+        if by in ("any", "username") and is_valid_username(login):
+            person = people.find("uid", login)
+            if person or by == "username":
+                return person
+        if by in ("any", "email") and is_valid_email(login):
+            return people.find("mail", login)
+        return None
+
+    # --- the admin invariant -----------------------------------------------
+
+    def _move_to_type(self, person: PersonEntry, account_type: str) -> None:
+        """Join the new type's group first, then leave the others: a reader
+        never sees the user without a type. Leaving `admin` is refused when no
+        other admin would remain. Callers hold the user's lock."""
+        groups, dn_of = self.directory.groups, self.group_types.dn_of
+        current = self.group_types.memberships(person.member_of)
+        if current == [account_type]:
+            return
+        joined = account_type not in current and groups.add_member(dn_of[account_type], person.dn)
+        try:
+            for old in current:
+                if old == ADMIN and account_type != ADMIN:
+                    self._leave_admins(person.dn)
+                elif old != account_type:
+                    groups.remove_member(dn_of[old], person.dn)
+        except LastAdmin:
+            if joined:
+                groups.remove_member(dn_of[account_type], person.dn)
+            raise
+
+    def _leave_admins(self, dn: str) -> None:
+        """Remove `dn` from the admin group if another admin remains.
+
+        The check and the removal are one atomic operation: the removal
+        carries an Assertion on the entryCSN the members were read at (RFC
+        4528), so two admins demoting or deleting each other at once cannot
+        both succeed; the loser re-reads and finds himself the last admin.
+        """
+        groups, tree = self.directory.groups, self.directory.tree
+        admin_dn = self.group_types.dn_of[ADMIN]
+        me = n.normalise_dn(dn)
+        for _ in range(ADMIN_RETRIES):
+            members, version = groups.members_and_version(admin_dn)
+            if not any(n.normalise_dn(m) != me and tree.is_person(m) for m in members):
+                raise LastAdmin("the directory must keep at least one admin")
+            try:
+                groups.remove_member(admin_dn, dn, version=version)
+                return
+            except GroupChanged:
+                time.sleep(random.uniform(0.001, 0.02))  # noqa: S311 - jitter, not security
+        raise Busy("the admin group keeps changing; retry")
+
+    def _other_active_admin(self, dn: str) -> bool:
+        admin_dn = self.group_types.dn_of[ADMIN]
+        entries, _ = self.directory.ldap.search(
+            self.directory.tree.people,
+            n.all_of(n.equals("memberOf", admin_dn),
+                     n.negate(n.equals("pwdAccountLockedTime", LOCKED_FOREVER))),
+            ["1.1"], size_limit=2,
+        )
+        me = n.normalise_dn(dn)
+        return any(n.normalise_dn(e["dn"]) != me for e in entries)
+
+    # --- groups ------------------------------------------------------------
+
+    @reads
+    def list_groups(self) -> list[Group]:
+        return [self._group(e) for e in self.directory.groups.all()]
+
+    @reads
+    def get_group(self, name: str) -> Group:
+        return self._group(self._group_entry(name))
+
+    @writes
+    def create_group(self, name: str, description: str | None = None) -> Group:
+        dn = self.directory.groups.create(name, description)
+        return self._group(self._group_entry(n.first_rdn_value(dn)))
+
+    @writes
+    def delete_group(self, name: str) -> None:
+        self._ordinary_group(name)
+        self.directory.groups.delete(self.directory.tree.group(name))
+
+    @writes
+    def add_group_member(self, name: str, username: str) -> Group:
+        self._ordinary_group(name)
+        self._group_entry(name)
+        self.directory.groups.add_member(self.directory.tree.group(name),
+                                         self._person(username).dn)
+        return self._group(self._group_entry(name))
+
+    @writes
+    def remove_group_member(self, name: str, username: str) -> Group:
+        self._ordinary_group(name)
+        self._group_entry(name)
+        if not self.directory.groups.remove_member(self.directory.tree.group(name),
+                                                   self._person(username).dn):
+            raise NotFound(f"{username} is not a member of {name}")
+        return self._group(self._group_entry(name))
+
+    def _ordinary_group(self, name: str) -> None:
+        if name in self.types:
+            raise InvalidInput("name", f"{name!r} is an account type; change the user's type")
+
+    def _group_entry(self, name: str) -> dict[str, Any]:
+        entry = self.directory.groups.read(self.directory.tree.group(name))
+        if entry is None:
+            raise NotFound(f"group {name} not found")
+        return entry
+
+    def _group(self, entry: dict[str, Any]) -> Group:
+        tree = self.directory.tree
+        members = [n.first_rdn_value(m) for m in values(entry, "member") if tree.is_person(m)]
+        name = values(entry, "cn")[0] if values(entry, "cn") else n.first_rdn_value(entry["dn"])
+        description = values(entry, "description")
+        return Group(name=name, description=description[0] if description else None,
+                     members=members, account_type=name in self.types)
+
+    # --- bootstrap ---------------------------------------------------------
+
+    @writes
+    def bootstrap(self, username: str, password: str, email: str) -> str | None:
+        """Make sure the type groups and one admin exist. Idempotent; returns the
+        admin password when one was generated (to be shown once)."""
+        groups = self.directory.groups
+        for name in self.types.names:
+            if groups.read(self.group_types.dn_of[name]) is None:
+                with contextlib.suppress(AlreadyExists):  # another process was first
+                    groups.create(name, f"userdir account type {name}")
+        members, _ = groups.members_and_version(self.group_types.dn_of[ADMIN])
+        if any(self.directory.tree.is_person(m) for m in members):
+            return None
+        person = self.directory.people.find("uid", username)
+        if person is not None:
+            with self.directory.locks.hold(person.uuid):
+                self._move_to_type(self._by_dn(person.dn), ADMIN)
+            return None
+        generated = None if password else self.directory.people.random_password()
+        profile = Profile(email=email or None) if email else Profile()
+        self._create(NewUser(username=username, password=password or generated or "",
+                             account_type=ADMIN, profile=profile))
+        return generated
+
+    # --- helpers -----------------------------------------------------------
+
+    def _find(self, attribute: str, value: str) -> PersonEntry:
+        person = self.directory.people.find(attribute, value)
+        if person is None:
+            raise NotFound("user not found")
+        return person
+
+    def _person(self, username: str) -> PersonEntry:
+        if not is_valid_username(username):
+            raise NotFound("user not found")
+        return self._find("uid", username)
+
+    def _by_dn(self, dn: str) -> PersonEntry:
+        person = self.directory.people.by_dn(dn)
+        if person is None:
+            raise NotFound("user not found")
+        return person
+
+    def _type(self, person: PersonEntry) -> str:
+        return self.group_types.type_of(person.member_of)
+
+    def _user(self, person: PersonEntry) -> User:
+        return to_user(person.entry, self.group_types)
+
+    def _checked_type(self, account_type: str) -> str:
+        if account_type not in self.types:
+            valid = ", ".join(self.types.names)
+            raise InvalidInput("account_type", f"unknown account type (valid: {valid})")
+        return account_type
+
+    # --- listing -----------------------------------------------------------
+
+    def _filter(self, query: UserQuery) -> str:
+        parts = ["(objectClass=inetOrgPerson)"]
+        if query.text:
+            parts.append(n.any_of(*(n.contains(a, query.text)
+                                    for a in ("uid", "cn", "mail", "givenName", "sn"))))
+        for field, value in query.exact:
+            attribute = EXACT_ATTRIBUTES.get(field)
+            if attribute is None:
+                raise InvalidInput(field, f"cannot filter on {field!r}")
+            parts.append(n.equals(attribute, value))
+        if query.active is not None:
+            locked = n.equals("pwdAccountLockedTime", LOCKED_FOREVER)
+            parts.append(n.negate(locked) if query.active else locked)
+        if query.account_type is not None:
+            parts.append(self._type_filter(self._checked_type(query.account_type)))
+        return n.all_of(*parts)
+
+    def _type_filter(self, account_type: str) -> str:
+        """Users whose type is `account_type`, as AccountTypes.pick decides it."""
+        dn_of = self.group_types.dn_of
+        names = self.types.names
+        member = n.equals("memberOf", dn_of[account_type])
+        if account_type == self.types.default:
+            member = n.any_of(member, n.negate(n.any_of(*(n.equals("memberOf", dn_of[t])
+                                                          for t in names))))
+        higher = names[self.types.rank(account_type) + 1:]
+        if not higher:
+            return member
+        return n.all_of(member, n.negate(n.any_of(*(n.equals("memberOf", dn_of[t])
+                                                    for t in higher))))
+
+    def _window(self, filter_string: str, sort: SortKey, descending: bool, offset: int,
+                limit: int) -> tuple[list[dict[str, Any]], int]:
+        keys = [LdapSortKey(_SORT_ATTRIBUTES[sort].attribute, _SORT_ATTRIBUTES[sort].ordering_rule,
+                            reverse=descending)]
+        if sort is not SortKey.ID:
+            keys.append(_SORT_ATTRIBUTES[SortKey.ID])  # ties in creation order
+        return self.directory.listing.window(self.directory.tree.people, filter_string, keys,
+                                             USER_ATTRIBUTES, offset, limit)
+
+    def _list_by_type(self, base: str, query: UserQuery) -> Page:
+        """Account types are group memberships, which slapd cannot sort on: list
+        each type's users (in creation order) one after the other."""
+        order = list(self.types.names)
+        if query.descending:
+            order.reverse()
+        users: list[User] = []
+        start, total = query.offset, 0
+        for account_type in order:
+            part = n.all_of(base, self._type_filter(account_type))
+            want = query.limit - len(users)
+            window_offset = max(start - total, 0)
+            entries, count = self._window(part, SortKey.ID, False, window_offset, max(want, 1))
+            if want > 0 and window_offset < count:
+                users.extend(self._user(PersonEntry(e["dn"], e)) for e in entries[:want])
+            total += count
+        return Page(users, total)

@@ -1,0 +1,163 @@
+"""One real slapd for the whole session, started from the project's ldif/ on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import subprocess
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from app import embedded
+from app.config import Config, load_config
+from app.domain import NewUser, Profile, User
+from app.runtime import Runtime
+
+BASE_DN = "dc=example,dc=org"
+ADMIN = "admin"
+ADMIN_PASSWORD = "Admin-Password-42"
+PASSWORD = "Correct-Horse-9x"
+T = TypeVar("T")
+_names = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unique(prefix: str = "u") -> str:
+    """A username no other test uses (the directory is shared by the session)."""
+    return f"{prefix}{os.getpid()}x{next(_names)}"
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+class SlapdInstance:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.layout = embedded.Layout(data_dir)
+        self.process = embedded.Slapd(data_dir, port)
+        self.url = self.process.url
+        self.service_dn = embedded.service_dn(BASE_DN)
+        self.root_dn = embedded.root_dn(BASE_DN)
+
+    @property
+    def service_password(self) -> str:
+        return self.layout.service_password_file.read_text()
+
+    @property
+    def root_password(self) -> str:
+        return self.layout.root_password_file.read_text()
+
+    def ldap(self, tool: str, *args: str, bind: str = "service", stdin: str | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run an OpenLDAP client tool (ldapsearch, ldapadd, ldapwhoami...) against it."""
+        credentials: list[str] = []
+        if bind == "none":
+            pass
+        elif bind == "service":
+            credentials = ["-D", self.service_dn, "-y", str(self.layout.service_password_file)]
+        elif bind == "root":
+            credentials = ["-D", self.root_dn, "-y", str(self.layout.root_password_file)]
+        result = subprocess.run([tool, "-x", "-H", self.url, *credentials, *args],
+                                input=stdin, capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{tool} failed ({result.returncode}): {result.stderr}")
+        return result
+
+
+def start_slapd(data_dir: Path, extra_ldif: str | None = None) -> SlapdInstance:
+    embedded.initialise(data_dir, BASE_DN, ["user", "staff", "admin"])
+    if extra_ldif is not None:
+        subprocess.run(["slapadd", "-q", "-F", str(data_dir / "slapd.d"), "-b", BASE_DN],
+                       input=extra_ldif, text=True, check=True, capture_output=True)
+    instance = SlapdInstance(data_dir, free_port())
+    instance.process.start()
+    return instance
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdInstance]:
+    instance = start_slapd(tmp_path_factory.mktemp("slapd"))
+    try:
+        yield instance
+    finally:
+        instance.process.stop()
+
+
+def make_config(slapd: SlapdInstance, data_dir: Path, **sections: dict[str, Any]) -> Config:
+    environ = {
+        "USERDIR_LDAP__URL": slapd.url,
+        "USERDIR_LDAP__BASE_DN": BASE_DN,
+        "USERDIR_LDAP__BIND_PASSWORD": slapd.service_password,
+        "USERDIR_EMBEDDED__DATA_DIR": str(data_dir),
+    }
+    for section, values in sections.items():
+        for key, value in values.items():
+            environ[f"USERDIR_{section.upper()}__{key.upper()}"] = str(value)
+    return load_config(None, environ)
+
+
+@pytest.fixture(scope="session")
+def config(slapd: SlapdInstance, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return make_config(slapd, tmp_path_factory.mktemp("userdir"))
+
+
+@pytest.fixture(scope="session")
+def bootstrapped(config: Config) -> None:
+    runtime = Runtime.build(config)
+    try:
+        run(runtime.service.bootstrap(ADMIN, ADMIN_PASSWORD, "admin@example.org"))
+    finally:
+        runtime.close()
+
+
+@pytest.fixture
+def runtime(config: Config, bootstrapped: None) -> Iterator[Runtime]:
+    built = Runtime.build(config)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def create(runtime: Runtime, username: str | None = None, account_type: str | None = None,
+           **profile: Any) -> User:
+    return run(runtime.service.create_user(NewUser(
+        username=username or unique(), password=PASSWORD, account_type=account_type,
+        profile=Profile(**profile))))
+
+
+@pytest.fixture(scope="module")
+def private_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdInstance]:
+    """A directory of its own, for tests that need to know exactly who is admin."""
+    instance = start_slapd(tmp_path_factory.mktemp("private"))
+    try:
+        yield instance
+    finally:
+        instance.process.stop()
+
+
+@pytest.fixture(scope="module")
+def private_config(private_slapd: SlapdInstance,
+                   tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return make_config(private_slapd, tmp_path_factory.mktemp("private-userdir"),
+                       ldap={"pool_size": 8})
+
+
+@pytest.fixture
+def private_runtime(private_config: Config) -> Iterator[Runtime]:
+    built = Runtime.build(private_config)
+    try:
+        run(built.service.bootstrap(ADMIN, ADMIN_PASSWORD, ""))
+        yield built
+    finally:
+        built.close()

@@ -1,0 +1,99 @@
+"""Config: TOML file, USERDIR_<SECTION>__<KEY> overrides, errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import Config, ConfigError, load_config
+
+
+def test_defaults_without_file_or_environment() -> None:
+    config = load_config(None, {})
+    assert config.http.host == "127.0.0.1" and config.http.port == 8000
+    assert config.ldap.embedded and config.embedded.port == 3389
+    assert config.ldap_url == "ldap://127.0.0.1:3389"
+    assert config.accounts.types == ["user", "staff", "admin"]
+    assert config.bind_dn == "cn=userdir,ou=services,dc=example,dc=org"
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    path = tmp_path / "userdir.toml"
+    path.write_text('[http]\nport = 9000\n[accounts]\ntypes = ["member", "admin"]\n'
+                    'default_type = "member"\n')
+    config = load_config(path, {"USERDIR_HTTP__PORT": "9100", "USERDIR_LDAP__POOL_SIZE": "8",
+                                "USERDIR_LISTING__CONTEXT_TTL": "2.5"})
+    assert config.http.port == 9100
+    assert config.ldap.pool_size == 8
+    assert config.listing.context_ttl == 2.5
+    assert config.accounts.types == ["member", "admin"]
+
+
+def test_config_file_from_environment_variable(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[http]\nhost = '0.0.0.0'\n")
+    assert load_config(None, {"USERDIR_CONFIG": str(path)}).http.host == "0.0.0.0"
+
+
+def test_list_from_environment_is_comma_separated() -> None:
+    config = load_config(None, {"USERDIR_ACCOUNTS__TYPES": "user, admin"})
+    assert config.accounts.types == ["user", "admin"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ("[http]\nprot = 1\n", "prot"),
+        ("[htp]\nport = 1\n", "htp"),
+        ("[http]\nport = 'eighty'\n", "http.port"),
+        ("[http]\nport = 70000\n", "http.port"),
+        ("[ldap]\npool_size = 0\n", "ldap.pool_size"),
+        ("[accounts]\ntypes = ['user']\n", "admin"),
+        ("[accounts]\ntypes = ['user', 'Admin!']\n", "accounts.types"),
+        ("[accounts]\ndefault_type = 'staff2'\n", "staff2"),
+        ("[ldap]\nurl = 'ldap://x'\n", "bind_password"),
+        ("[ldap]\nbase_dn = 'cn=x'\n", "base_dn"),
+        ("[http\n", "config file"),
+    ],
+)
+def test_bad_file_values_stop_with_the_key_named(tmp_path: Path, toml: str, needle: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path, {})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("USERDIR_HTTP__PORT", "eighty"),
+        ("USERDIR_HTTP__NOPE", "1"),
+        ("USERDIR_NOPE__PORT", "1"),
+        ("USERDIR_PORT", "1"),
+        ("USERDIR_LISTING__CONTEXT_TTL", "-1"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_config(None, {name: value})
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml", {})
+
+
+def test_example_file_lists_every_key_with_a_comment() -> None:
+    example = Path(__file__).parent.parent / "config.example.toml"
+    config = load_config(example, {})
+    assert config == Config()  # the example shows the defaults
+    text = example.read_text()
+    lines = text.splitlines()
+    for section in Config.__struct_fields__:
+        assert f"[{section}]" in text
+        for key in getattr(config, section).__struct_fields__:
+            index = next((i for i, line in enumerate(lines)
+                          if line.startswith(f"{key} =") or line.startswith(f"# {key} =")), None)
+            assert index is not None, f"{section}.{key} missing from config.example.toml"
+            assert lines[index - 1].startswith("#"), f"{section}.{key} has no comment"

@@ -1,0 +1,297 @@
+"""The invariants of SPEC §6, raced with real threads against a real slapd.
+
+Several Runtimes stand for several API processes: each has its own pool and
+thread pool, so the races happen in slapd, not in one Python lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from ldap3 import SAFE_SYNC, SUBTREE, Connection, Server
+
+from app.config import Config
+from app.domain import (
+    AlreadyExists,
+    LastAdmin,
+    NewUser,
+    NotFound,
+    Profile,
+    UserChanges,
+)
+from app.runtime import Runtime
+from tests.conftest import ADMIN, PASSWORD, SlapdInstance, create, run, unique
+
+PEOPLE = "ou=people,dc=example,dc=org"
+TYPE_GROUPS = {f"cn={t},ou=groups,dc=example,dc=org" for t in ("user", "staff", "admin")}
+
+
+@pytest.fixture
+def runtimes(private_config: Config, private_runtime: Runtime) -> Iterator[list[Runtime]]:
+    """Four independent 'API processes' on the private directory."""
+    extra = [Runtime.build(private_config) for _ in range(3)]
+    try:
+        yield [private_runtime, *extra]
+    finally:
+        for runtime in extra:
+            runtime.close()
+
+
+def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls in threads released together; return each result or exception."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = calls[index]()
+        except Exception as e:  # collected and checked by the test
+            results[index] = e
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def root(slapd: SlapdInstance) -> Connection:
+    return Connection(Server(slapd.url), slapd.root_dn, slapd.root_password,
+                      client_strategy=SAFE_SYNC, auto_bind=True)
+
+
+def people(conn: Connection, *attributes: str) -> list[dict[str, Any]]:
+    _, _, response, _ = conn.search(PEOPLE, "(objectClass=inetOrgPerson)", SUBTREE,
+                                    attributes=list(attributes))
+    return [e for e in response if e["type"] == "searchResEntry"]
+
+
+def admins(runtime: Runtime) -> list[str]:
+    return run(runtime.service.get_group("admin")).members
+
+
+def only_admins(runtime: Runtime, *names: str) -> None:
+    """Make exactly these users the admins (promote first: never zero admins)."""
+    for name in names:
+        run(runtime.service.set_account_type(name, "admin"))
+    for name in admins(runtime):
+        if name not in names:
+            run(runtime.service.set_account_type(name, "user"))
+
+
+def test_simultaneous_creates_of_one_username(runtimes: list[Runtime]) -> None:
+    name = unique("same")
+    calls = [lambda r=r: run(r.service.create_user(NewUser(username=name, password=PASSWORD)))
+             for r in runtimes * 5]
+    results = at_once(calls)
+    winners = [r for r in results if not isinstance(r, Exception)]
+    losers = [r for r in results if isinstance(r, Exception)]
+    assert len(winners) == 1, results
+    assert all(isinstance(e, AlreadyExists) and e.field == "username" for e in losers), losers
+
+
+def test_simultaneous_creates_of_one_email(runtimes: list[Runtime]) -> None:
+    email = f"{unique('mail')}@example.org"
+    calls = [lambda r=r: run(r.service.create_user(NewUser(
+        username=unique("m"), password=PASSWORD, profile=Profile(email=email))))
+        for r in runtimes * 3]
+    results = at_once(calls)
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(e, AlreadyExists) and e.field == "email"
+               for e in results if isinstance(e, Exception))
+
+
+def test_simultaneous_distinct_creates(runtimes: list[Runtime],
+                                       private_slapd: SlapdInstance) -> None:
+    names = [unique("many") for _ in range(48)]
+    calls = [lambda r=runtimes[i % 4], n=n: run(r.service.create_user(
+        NewUser(username=n, password=PASSWORD))) for i, n in enumerate(names)]
+    results = at_once(calls)
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert len({u.id for u in results}) == len(names)
+    conn = root(private_slapd)
+    entries = {e["attributes"]["uid"][0]: e for e in people(conn, "uid", "memberOf",
+                                                             "userPassword", "uidNumber")}
+    for name in names:
+        attributes = entries[name]["attributes"]
+        assert len(TYPE_GROUPS & set(attributes["memberOf"])) == 1
+        assert attributes["userPassword"][0].startswith(b"{ARGON2}")
+    numbers = [e["attributes"]["uidNumber"] for e in entries.values()
+               if e["attributes"]["uidNumber"]]
+    assert len(numbers) == len(set(numbers))
+
+
+def test_no_half_created_user_is_ever_visible(runtimes: list[Runtime],
+                                              private_slapd: SlapdInstance) -> None:
+    """An observer reads ou=people without pause while users are created: every
+    entry it ever sees already has its account type and its password."""
+    stop = threading.Event()
+    seen: collections.Counter[str] = collections.Counter()
+    bad: list[Any] = []
+
+    def observe() -> None:
+        conn = root(private_slapd)
+        while not stop.is_set():
+            for entry in people(conn, "uid", "memberOf", "userPassword"):
+                attributes = entry["attributes"]
+                seen[attributes["uid"][0]] += 1
+                if not (TYPE_GROUPS & set(attributes["memberOf"])) or \
+                        not attributes["userPassword"]:
+                    bad.append(attributes)
+
+    observer = threading.Thread(target=observe)
+    observer.start()
+    try:
+        names = [unique("vis") for _ in range(24)]
+        at_once([lambda r=runtimes[i % 4], n=n: run(r.service.create_user(
+            NewUser(username=n, password=PASSWORD, account_type="staff")))
+            for i, n in enumerate(names)])
+    finally:
+        stop.set()
+        observer.join()
+    assert not bad
+    assert all(seen[n] for n in names)  # the observer did see them
+
+
+def test_two_admins_demoting_each_other(runtimes: list[Runtime]) -> None:
+    service_a, service_b = runtimes[0].service, runtimes[1].service
+    for _ in range(25):
+        a, b = create(runtimes[0]).username, create(runtimes[0]).username
+        only_admins(runtimes[0], a, b)
+        results = at_once([lambda b=b: run(service_a.set_account_type(b, "user")),
+                           lambda a=a: run(service_b.set_account_type(a, "user"))])
+        remaining = admins(runtimes[0])
+        assert len(remaining) >= 1, results
+        assert sum(isinstance(r, LastAdmin) for r in results) == 1, results
+        for name in (a, b):  # each user has exactly one type, whatever happened
+            user = run(service_a.get_user(name))
+            assert user.account_type == ("admin" if name in remaining else "user")
+    only_admins(runtimes[0], ADMIN)
+
+
+def test_two_admins_deleting_each_other(runtimes: list[Runtime]) -> None:
+    service_a, service_b = runtimes[0].service, runtimes[1].service
+    for _ in range(25):
+        a, b = create(runtimes[0]).username, create(runtimes[0]).username
+        only_admins(runtimes[0], a, b)
+        results = at_once([lambda b=b: run(service_a.delete_user(b)),
+                           lambda a=a: run(service_b.delete_user(a))])
+        remaining = admins(runtimes[0])
+        assert len(remaining) == 1, results
+        assert sum(isinstance(r, LastAdmin) for r in results) == 1, results
+        only_admins(runtimes[0], ADMIN)
+        run(service_a.delete_user(remaining[0]))
+    assert admins(runtimes[0]) == [ADMIN]
+
+
+def test_simultaneous_type_changes_leave_exactly_one(runtimes: list[Runtime],
+                                                     private_slapd: SlapdInstance) -> None:
+    for _ in range(10):
+        user = create(runtimes[0])
+        types = ["staff", "admin", "user", "staff", "admin", "user", "staff", "admin"]
+        calls = [lambda r=r, t=t, u=user.username: run(r.service.set_account_type(u, t))
+                 for r, t in zip(runtimes * 2, types, strict=True)]
+        results = at_once(calls)
+        assert not [r for r in results if isinstance(r, Exception)], results
+        conn = root(private_slapd)
+        _, _, entry, _ = conn.search(f"uid={user.username},{PEOPLE}", "(objectClass=*)",
+                                     "BASE", attributes=["memberOf"])
+        assert len(TYPE_GROUPS & set(entry[0]["attributes"]["memberOf"])) == 1
+        run(runtimes[0].service.delete_user(user.username))
+
+
+def test_a_type_change_never_shows_a_user_without_type(runtimes: list[Runtime],
+                                                       private_slapd: SlapdInstance) -> None:
+    user = create(runtimes[0])
+    dn = f"uid={user.username},{PEOPLE}"
+    stop = threading.Event()
+    counts: collections.Counter[int] = collections.Counter()
+
+    def observe() -> None:
+        conn = root(private_slapd)
+        while not stop.is_set():
+            _, _, entry, _ = conn.search(dn, "(objectClass=*)", "BASE", attributes=["memberOf"])
+            counts[len(TYPE_GROUPS & set(entry[0]["attributes"]["memberOf"]))] += 1
+
+    observer = threading.Thread(target=observe)
+    observer.start()
+    try:
+        for account_type in ["staff", "user", "admin", "staff", "user"] * 4:
+            run(runtimes[1].service.set_account_type(user.username, account_type))
+    finally:
+        stop.set()
+        observer.join()
+    assert counts[0] == 0 and counts[1] > 0
+
+
+def test_refint_after_deleting_an_admin_leaves_the_other(runtimes: list[Runtime]) -> None:
+    """refint rewrites groups about a second after a delete; it must find
+    nothing left to do, and never empty the admin group."""
+    other, gone = create(runtimes[0]).username, create(runtimes[0]).username
+    only_admins(runtimes[0], other, gone)
+    run(runtimes[0].service.delete_user(gone))
+    time.sleep(2.5)
+    assert admins(runtimes[0]) == [other]
+    with pytest.raises(LastAdmin):
+        run(runtimes[0].service.delete_user(other))
+    only_admins(runtimes[0], ADMIN)
+    run(runtimes[0].service.delete_user(other))
+
+
+def test_a_user_made_by_an_ldap_tool_is_read_correctly(runtime: Runtime,
+                                                       slapd: SlapdInstance) -> None:
+    name = unique("tool")
+    dn = f"cn=John {name},{PEOPLE}"
+    slapd.ldap("ldapadd", stdin=(
+        f"dn: {dn}\nobjectClass: inetOrgPerson\ncn: John {name}\nsn: Smith\nuid: {name}\n"
+        f"mail: {name}@example.org\nuserPassword: {PASSWORD}\n"))
+    user = run(runtime.service.get_user(name))
+    assert (user.id, user.account_type, user.last_name, user.display_name) == \
+        (None, "user", "Smith", f"John {name}")
+    assert run(runtime.service.authenticate(name, PASSWORD)).username == name
+    # an attribute of userdir's own class: the class is added on the way
+    changed = run(runtime.service.update_user(name, UserChanges(profile=Profile(gender="M"))))
+    assert changed.gender == "M"
+    # no cache: a change made by an LDAP tool shows at once
+    slapd.ldap("ldapmodify", stdin=f"dn: {dn}\nchangetype: modify\nreplace: sn\nsn: Jones\n")
+    assert run(runtime.service.get_user(name)).last_name == "Jones"
+    run(runtime.service.set_account_type(name, "staff"))
+    assert run(runtime.service.get_user(name)).account_type == "staff"
+    run(runtime.service.delete_user(name))
+    with pytest.raises(NotFound):
+        run(runtime.service.get_user(name))
+
+
+def test_a_user_made_by_userdir_is_a_valid_posix_account(runtime: Runtime,
+                                                         slapd: SlapdInstance) -> None:
+    user = create(runtime, account_type="staff")
+    dn = f"uid={user.username},{PEOPLE}"
+    shown = slapd.ldap("ldapsearch", "-LLL", "-b", dn, "-s", "base", "objectClass",
+                       "uidNumber", "gidNumber", "homeDirectory", "memberOf").stdout
+    for line in ("objectClass: inetOrgPerson", "objectClass: posixAccount",
+                 f"uidNumber: {user.id}", "gidNumber: 10000",
+                 f"homeDirectory: /home/{user.username}",
+                 "memberOf: cn=staff,ou=groups,dc=example,dc=org"):
+        assert line in shown
+    assert slapd.ldap("ldapwhoami", "-D", dn, "-w", PASSWORD, bind="none").stdout.strip() == \
+        f"dn:{dn}"
+
+
+def test_last_admin_cannot_be_demoted_deleted_or_disabled(runtimes: list[Runtime]) -> None:
+    runtime = runtimes[0]
+    only_admins(runtime, ADMIN)
+    assert admins(runtime) == [ADMIN]
+    with pytest.raises(LastAdmin):
+        run(runtime.service.set_account_type(ADMIN, "staff"))
+    with pytest.raises(LastAdmin):
+        run(runtime.service.delete_user(ADMIN))
+    with pytest.raises(LastAdmin):
+        run(runtime.service.disable_user(ADMIN))
+    assert run(runtime.service.get_user(ADMIN)).account_type == "admin"

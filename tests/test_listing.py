@@ -1,0 +1,119 @@
+"""Listing: filters, sort keys, windows, and a page cost that does not grow with the directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from app.config import Config
+from app.domain import InvalidInput, SortKey, UserQuery
+from app.runtime import Runtime
+from tests.conftest import SlapdInstance, create, make_config, run, start_slapd, unique
+
+SIZE = 10_000
+
+
+def generated_people(count: int) -> str:
+    """LDIF for `count` people as an LDAP tool would write them; every 7th disabled."""
+    records = []
+    for i in range(count):
+        name = f"member{i:05d}"
+        records.append(
+            f"dn: uid={name},ou=people,dc=example,dc=org\n"
+            "objectClass: inetOrgPerson\nobjectClass: posixAccount\n"
+            f"uid: {name}\ncn: Member {count - i:05d}\nsn: Member\nmail: {name}@example.org\n"
+            f"uidNumber: {20000 + i}\ngidNumber: 10000\nhomeDirectory: /home/{name}\n"
+            + ("pwdAccountLockedTime: 000001010000Z\n" if i % 7 == 0 else "")
+        )
+    return "\n".join(records)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    base = tmp_path_factory.mktemp("big")
+    instance: SlapdInstance = start_slapd(base / "slapd", generated_people(SIZE))
+    config: Config = make_config(instance, base / "userdir", listing={"context_ttl": 60})
+    runtime = Runtime.build(config)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+        instance.process.stop()
+
+
+def page(runtime: Runtime, **query: object) -> tuple[list[str], int]:
+    found = run(runtime.service.list_users(UserQuery(**query)))  # type: ignore[arg-type]
+    return [u.username for u in found.users], found.total
+
+
+def test_first_and_last_page_cost_the_same_at_10k(big: Runtime) -> None:
+    ldap, listing = big.directory.ldap, big.directory.listing
+    costs = []
+    sorts = listing.sorts_started
+    for offset in (0, SIZE - 50, 5000, 0):
+        before = ldap.entries_received
+        names, total = page(big, sort=SortKey.USERNAME, offset=offset, limit=50)
+        costs.append(ldap.entries_received - before)
+        assert total == SIZE and len(names) == 50
+    assert costs == [50, 50, 50, 50]  # entries transferred: one page, wherever it is
+    assert listing.sorts_started == sorts + 1  # slapd sorted once; the rest walked its tree
+
+
+def test_windows_are_in_order(big: Runtime) -> None:
+    first, _ = page(big, sort=SortKey.USERNAME, offset=0, limit=3)
+    last, _ = page(big, sort=SortKey.USERNAME, offset=SIZE - 2, limit=5)
+    assert first == ["member00000", "member00001", "member00002"]
+    assert last == ["member09998", "member09999"]
+    reverse, _ = page(big, sort=SortKey.USERNAME, descending=True, offset=0, limit=2)
+    assert reverse == ["member09999", "member09998"]
+    by_name, _ = page(big, sort=SortKey.DISPLAY_NAME, offset=0, limit=2)
+    assert by_name == ["member09999", "member09998"]  # cn counts down
+    by_id, _ = page(big, sort=SortKey.ID, descending=True, offset=0, limit=1)
+    assert by_id == ["member09999"]
+
+
+def test_past_the_end_is_empty_with_the_total(big: Runtime) -> None:
+    assert page(big, sort=SortKey.USERNAME, offset=SIZE + 10, limit=10) == ([], SIZE)
+
+
+def test_filters(big: Runtime) -> None:
+    names, total = page(big, text="member0999", sort=SortKey.USERNAME, limit=20)
+    assert total == 10 and names[0] == "member09990"
+    _, disabled = page(big, active=False, limit=1)
+    assert disabled == len(range(0, SIZE, 7))
+    _, active = page(big, active=True, limit=1)
+    assert active == SIZE - disabled
+    assert page(big, exact=(("email", "member00042@example.org"),), limit=5) == \
+        (["member00042"], 1)
+    assert page(big, text=")(uid=*", limit=5) == ([], 0)  # a value, never filter syntax
+    assert page(big, text="*", limit=5) == ([], 0)
+
+
+def test_account_type_filter_and_order(runtime: Runtime) -> None:
+    tag = unique("ord")
+    made = [create(runtime, f"{tag}{i}", account_type=t).username
+            for i, t in enumerate(["user", "admin", "staff", "user"])]
+    names, total = page(runtime, text=tag, sort=SortKey.ACCOUNT_TYPE, limit=10)
+    assert total == 4 and names == [made[0], made[3], made[2], made[1]]
+    names, _ = page(runtime, text=tag, sort=SortKey.ACCOUNT_TYPE, descending=True, limit=10)
+    assert names == [made[1], made[2], made[0], made[3]]  # ties stay in creation order
+    names, _ = page(runtime, text=tag, sort=SortKey.ACCOUNT_TYPE, offset=1, limit=2)
+    assert names == [made[3], made[2]]
+    names, total = page(runtime, text=tag, account_type="user", limit=10)
+    assert (names, total) == ([made[0], made[3]], 2)
+
+
+def test_writes_through_the_service_show_at_once(runtime: Runtime) -> None:
+    tag = unique("fresh")
+    create(runtime, f"{tag}a")
+    assert page(runtime, text=tag, limit=10)[1] == 1
+    create(runtime, f"{tag}b")
+    assert page(runtime, text=tag, limit=10)[1] == 2
+    run(runtime.service.delete_user(f"{tag}a"))
+    assert page(runtime, text=tag, limit=10) == ([f"{tag}b"], 1)
+
+
+def test_unknown_exact_field_is_refused(runtime: Runtime) -> None:
+    with pytest.raises(InvalidInput):
+        page(runtime, exact=(("password", "x"),))
