@@ -63,7 +63,7 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 def start_embedded(config: Config) -> embedded.Slapd:
-    created = embedded.initialise(config.data_dir, config.ldap.base_dn, config.accounts.types)
+    created = embedded.initialise(config.data_dir, config.ldap.base_dn, config.users.account_types)
     if created:
         log.info("initialised a new directory in %s", config.data_dir)
     slapd = embedded.Slapd(config.data_dir, config.embedded.port)

@@ -61,11 +61,11 @@ class BootstrapConfig(_Section):
     admin_email: str = ""
 
 
-class AccountsConfig(_Section):
-    types: list[Annotated[str, Meta(pattern=ACCOUNT_TYPE_PATTERN)]] = msgspec.field(
+class UsersConfig(_Section):
+    account_types: list[Annotated[str, Meta(pattern=ACCOUNT_TYPE_PATTERN)]] = msgspec.field(
         default_factory=lambda: ["user", "staff", "admin"]
     )
-    default_type: str = "user"
+    default_account_type: str = "user"
     gid_number: Annotated[int, Meta(ge=0)] = 10000
 
 
@@ -83,14 +83,28 @@ class ListingConfig(_Section):
     max_per_page: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
+class DialectConfig(_Section):
+    enabled: bool = True
+    prefix: str = "/"
+
+
+def _dialect(prefix: str) -> Any:
+    return msgspec.field(default_factory=lambda: DialectConfig(prefix=prefix))
+
+
 class Config(_Section):
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
     ldap: LdapConfig = msgspec.field(default_factory=LdapConfig)
     embedded: EmbeddedConfig = msgspec.field(default_factory=EmbeddedConfig)
     bootstrap: BootstrapConfig = msgspec.field(default_factory=BootstrapConfig)
-    accounts: AccountsConfig = msgspec.field(default_factory=AccountsConfig)
+    users: UsersConfig = msgspec.field(default_factory=UsersConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     listing: ListingConfig = msgspec.field(default_factory=ListingConfig)
+    nervai: DialectConfig = _dialect("/")
+    fittrackee: DialectConfig = _dialect("/api")
+    ufdl: DialectConfig = _dialect("/v1")
+    accounts: DialectConfig = _dialect("/api/v1/accounts")
+    library: DialectConfig = _dialect("/api/v1")
 
     @property
     def data_dir(self) -> Path:
@@ -167,14 +181,14 @@ def _override(config: Config, name: str, raw: str) -> Config:
 
 
 def _check(config: Config) -> None:
-    accounts = config.accounts
-    if len(set(accounts.types)) != len(accounts.types):
-        raise ConfigError("accounts.types: each account type may appear only once")
-    for required in ("admin", accounts.default_type):
-        if required not in accounts.types:
-            raise ConfigError(f"accounts.types: must include {required!r}")
-    if accounts.default_type == "admin":
-        raise ConfigError("accounts.default_type: must not be 'admin'")
+    users = config.users
+    if len(set(users.account_types)) != len(users.account_types):
+        raise ConfigError("users.account_types: each account type may appear only once")
+    for required in ("admin", users.default_account_type):
+        if required not in users.account_types:
+            raise ConfigError(f"users.account_types: must include {required!r}")
+    if users.default_account_type == "admin":
+        raise ConfigError("users.default_account_type: must not be 'admin'")
     if not re.fullmatch(r"(?i)(dc|o|ou)=[^,=+]+(,\s*[a-z]+=[^,=+]+)*", config.ldap.base_dn):
         raise ConfigError(f"ldap.base_dn: not a supported base DN: {config.ldap.base_dn!r}")
     if not config.ldap.embedded and not config.ldap.bind_password:

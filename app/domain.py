@@ -130,20 +130,58 @@ class UserChanges(Struct, kw_only=True):
 class SortKey(enum.Enum):
     USERNAME = "username"
     DISPLAY_NAME = "display_name"
+    FIRST_NAME = "first_name"
+    LAST_NAME = "last_name"
+    EMAIL = "email"
     CREATED = "created"
+    LAST_LOGIN = "last_login"
     ID = "id"
+    ACTIVE = "active"
     ACCOUNT_TYPE = "account_type"
 
 
+class Match(Struct, frozen=True, kw_only=True):
+    """One field against one value. `field` is a User field name; `active`
+    takes "true"/"false". Substring matches follow LDAP's matching rules,
+    which ignore case for names and addresses."""
+
+    field: str
+    value: str
+    contains: bool = False
+    case_sensitive: bool = False
+    negate: bool = False
+
+
+class Combine(Struct, frozen=True, kw_only=True):
+    """All (or, with `any`, at least one) of the parts."""
+
+    parts: tuple[Match | Combine, ...]
+    any: bool = False
+    negate: bool = False
+
+
+Filter = Match | Combine
+
+
+class Order(Struct, frozen=True):
+    key: SortKey
+    descending: bool = False
+
+
 class UserQuery(Struct, kw_only=True, frozen=True):
-    """A listing: filters, one sort key (ties in creation order), a window."""
+    """A listing: filters, sort keys (ties in creation order), a window.
+
+    `text` is a substring of username, names or email; `where` any filter
+    tree. ACCOUNT_TYPE can only be the first sort key."""
 
     text: str | None = None
     exact: tuple[tuple[str, str], ...] = ()
     active: bool | None = None
     account_type: str | None = None
+    where: Filter | None = None
     sort: SortKey = SortKey.ID
     descending: bool = False
+    then: tuple[Order, ...] = ()
     offset: int = 0
     limit: int = 50
 

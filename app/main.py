@@ -9,7 +9,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
-from app.api import native
+from app.api import native, routers
 from app.config import Config, load_config
 from app.runtime import Runtime
 
@@ -27,7 +27,7 @@ def create_app(config: Config) -> Litestar:
             runtime.close()
 
     return Litestar(
-        route_handlers=[native.router],
+        route_handlers=routers(config),
         lifespan=[lifespan],
         # Requests that match no route get the native problem format.
         exception_handlers={HTTPException: native.problem},

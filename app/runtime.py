@@ -28,8 +28,8 @@ class Runtime:
         directory = Directory(endpoint, config.ldap.base_dn, pool_size=config.ldap.pool_size,
                               listing_slots=config.listing.contexts,
                               listing_ttl=config.listing.context_ttl)
-        types = AccountTypes(config.accounts.types, config.accounts.default_type)
-        service = UserService(directory, types, gid_number=config.accounts.gid_number)
+        types = AccountTypes(config.users.account_types, config.users.default_account_type)
+        service = UserService(directory, types, gid_number=config.users.gid_number)
         auth = Authenticator(
             service, SigningKey.load_or_create(config.signing_key_path),
             issuer=config.auth.issuer, access_ttl=config.auth.access_token_ttl,

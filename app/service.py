@@ -18,14 +18,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from msgspec import UNSET
 
-from app.directory import Directory, GroupChanged, PersonEntry
+from app.directory import Directory, GroupChanged, PersonEntry, queries
 from app.directory import names as n
-from app.directory.controls import CASE_IGNORE_ORDERING
-from app.directory.controls import SortKey as LdapSortKey
 from app.directory.schema import (
-    EXACT_ATTRIBUTES,
     LOCKED_FOREVER,
-    USER_ATTRIBUTES,
     GroupTypes,
     profile_attributes,
     profile_modifications,
@@ -43,6 +39,7 @@ from app.domain import (
     LastAdmin,
     NewUser,
     NotFound,
+    Order,
     Page,
     Profile,
     SortKey,
@@ -59,12 +56,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 STALE_STAGING_SECONDS = 60
 ADMIN_RETRIES = 20
-_SORT_ATTRIBUTES = {
-    SortKey.USERNAME: LdapSortKey("uid", CASE_IGNORE_ORDERING),
-    SortKey.DISPLAY_NAME: LdapSortKey("cn", CASE_IGNORE_ORDERING),
-    SortKey.CREATED: LdapSortKey("createTimestamp"),
-    SortKey.ID: LdapSortKey("uidNumber"),
-}
 
 
 def _offloaded(
@@ -125,12 +116,7 @@ class UserService:
 
     @reads
     def list_users(self, query: UserQuery) -> Page:
-        base = self._filter(query)
-        if query.sort is SortKey.ACCOUNT_TYPE:
-            return self._list_by_type(base, query)
-        entries, total = self._window(base, query.sort, query.descending, query.offset,
-                                      query.limit)
-        return Page([self._user(PersonEntry(e["dn"], e)) for e in entries], total)
+        return self._list(query)
 
     # --- creating ----------------------------------------------------------
 
@@ -313,15 +299,7 @@ class UserService:
         raise Busy("the admin group keeps changing; retry")
 
     def _other_active_admin(self, dn: str) -> bool:
-        admin_dn = self.group_types.dn_of[ADMIN]
-        entries, _ = self.directory.ldap.search(
-            self.directory.tree.people,
-            n.all_of(n.equals("memberOf", admin_dn),
-                     n.negate(n.equals("pwdAccountLockedTime", LOCKED_FOREVER))),
-            ["1.1"], size_limit=2,
-        )
-        me = n.normalise_dn(dn)
-        return any(n.normalise_dn(e["dn"]) != me for e in entries)
+        return self.directory.people.other_active_member(self.group_types.dn_of[ADMIN], dn)
 
     # --- groups ------------------------------------------------------------
 
@@ -436,60 +414,25 @@ class UserService:
 
     # --- listing -----------------------------------------------------------
 
-    def _filter(self, query: UserQuery) -> str:
-        parts = ["(objectClass=inetOrgPerson)"]
-        if query.text:
-            parts.append(n.any_of(*(n.contains(a, query.text)
-                                    for a in ("uid", "cn", "mail", "givenName", "sn"))))
-        for field, value in query.exact:
-            attribute = EXACT_ATTRIBUTES.get(field)
-            if attribute is None:
-                raise InvalidInput(field, f"cannot filter on {field!r}")
-            parts.append(n.equals(attribute, value))
-        if query.active is not None:
-            locked = n.equals("pwdAccountLockedTime", LOCKED_FOREVER)
-            parts.append(n.negate(locked) if query.active else locked)
-        if query.account_type is not None:
-            parts.append(self._type_filter(self._checked_type(query.account_type)))
-        return n.all_of(*parts)
-
-    def _type_filter(self, account_type: str) -> str:
-        """Users whose type is `account_type`, as AccountTypes.pick decides it."""
-        dn_of = self.group_types.dn_of
-        names = self.types.names
-        member = n.equals("memberOf", dn_of[account_type])
-        if account_type == self.types.default:
-            member = n.any_of(member, n.negate(n.any_of(*(n.equals("memberOf", dn_of[t])
-                                                          for t in names))))
-        higher = names[self.types.rank(account_type) + 1:]
-        if not higher:
-            return member
-        return n.all_of(member, n.negate(n.any_of(*(n.equals("memberOf", dn_of[t])
-                                                    for t in higher))))
-
-    def _window(self, filter_string: str, sort: SortKey, descending: bool, offset: int,
-                limit: int) -> tuple[list[dict[str, Any]], int]:
-        keys = [LdapSortKey(_SORT_ATTRIBUTES[sort].attribute, _SORT_ATTRIBUTES[sort].ordering_rule,
-                            reverse=descending)]
-        if sort is not SortKey.ID:
-            keys.append(_SORT_ATTRIBUTES[SortKey.ID])  # ties in creation order
-        return self.directory.listing.window(self.directory.tree.people, filter_string, keys,
-                                             USER_ATTRIBUTES, offset, limit)
-
-    def _list_by_type(self, base: str, query: UserQuery) -> Page:
-        """Account types are group memberships, which slapd cannot sort on: list
-        each type's users (in creation order) one after the other."""
-        order = list(self.types.names)
-        if query.descending:
-            order.reverse()
+    def _list(self, query: UserQuery) -> Page:
+        base = queries.user_filter(query, self.group_types)
+        orders = (Order(query.sort, query.descending), *query.then)
+        if query.sort is not SortKey.ACCOUNT_TYPE:
+            entries, total = self.directory.people.window(
+                base, queries.sort_keys(orders), query.offset, query.limit)
+            return Page([self._user(p) for p in entries], total)
+        # Account types are group memberships, which slapd cannot sort on:
+        # list each type's users (sorted by the other keys) one after another.
+        keys = queries.sort_keys(orders[1:])
+        names = list(reversed(self.types.names) if query.descending else self.types.names)
         users: list[User] = []
-        start, total = query.offset, 0
-        for account_type in order:
-            part = n.all_of(base, self._type_filter(account_type))
+        total = 0
+        for account_type in names:
+            part = n.all_of(base, queries.type_filter(account_type, self.group_types))
             want = query.limit - len(users)
-            window_offset = max(start - total, 0)
-            entries, count = self._window(part, SortKey.ID, False, window_offset, max(want, 1))
-            if want > 0 and window_offset < count:
-                users.extend(self._user(PersonEntry(e["dn"], e)) for e in entries[:want])
+            offset = max(query.offset - total, 0)
+            entries, count = self.directory.people.window(part, keys, offset, max(want, 1))
+            if want > 0:
+                users.extend(self._user(p) for p in entries[:want])
             total += count
         return Page(users, total)

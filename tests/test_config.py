@@ -14,20 +14,20 @@ def test_defaults_without_file_or_environment() -> None:
     assert config.http.host == "127.0.0.1" and config.http.port == 8000
     assert config.ldap.embedded and config.embedded.port == 3389
     assert config.ldap_url == "ldap://127.0.0.1:3389"
-    assert config.accounts.types == ["user", "staff", "admin"]
+    assert config.users.account_types == ["user", "staff", "admin"]
     assert config.bind_dn == "cn=userdir,ou=services,dc=example,dc=org"
 
 
 def test_file_then_environment(tmp_path: Path) -> None:
     path = tmp_path / "userdir.toml"
-    path.write_text('[http]\nport = 9000\n[accounts]\ntypes = ["member", "admin"]\n'
-                    'default_type = "member"\n')
+    path.write_text('[http]\nport = 9000\n[users]\naccount_types = ["member", "admin"]\n'
+                    'default_account_type = "member"\n')
     config = load_config(path, {"USERDIR_HTTP__PORT": "9100", "USERDIR_LDAP__POOL_SIZE": "8",
                                 "USERDIR_LISTING__CONTEXT_TTL": "2.5"})
     assert config.http.port == 9100
     assert config.ldap.pool_size == 8
     assert config.listing.context_ttl == 2.5
-    assert config.accounts.types == ["member", "admin"]
+    assert config.users.account_types == ["member", "admin"]
 
 
 def test_config_file_from_environment_variable(tmp_path: Path) -> None:
@@ -37,8 +37,8 @@ def test_config_file_from_environment_variable(tmp_path: Path) -> None:
 
 
 def test_list_from_environment_is_comma_separated() -> None:
-    config = load_config(None, {"USERDIR_ACCOUNTS__TYPES": "user, admin"})
-    assert config.accounts.types == ["user", "admin"]
+    config = load_config(None, {"USERDIR_USERS__ACCOUNT_TYPES": "user, admin"})
+    assert config.users.account_types == ["user", "admin"]
 
 
 @pytest.mark.parametrize(
@@ -49,9 +49,9 @@ def test_list_from_environment_is_comma_separated() -> None:
         ("[http]\nport = 'eighty'\n", "http.port"),
         ("[http]\nport = 70000\n", "http.port"),
         ("[ldap]\npool_size = 0\n", "ldap.pool_size"),
-        ("[accounts]\ntypes = ['user']\n", "admin"),
-        ("[accounts]\ntypes = ['user', 'Admin!']\n", "accounts.types"),
-        ("[accounts]\ndefault_type = 'staff2'\n", "staff2"),
+        ("[users]\naccount_types = ['user']\n", "admin"),
+        ("[users]\naccount_types = ['user', 'Admin!']\n", "users.account_types"),
+        ("[users]\ndefault_account_type = 'staff2'\n", "staff2"),
         ("[ldap]\nurl = 'ldap://x'\n", "bind_password"),
         ("[ldap]\nbase_dn = 'cn=x'\n", "base_dn"),
         ("[http\n", "config file"),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.config import Config
-from app.domain import InvalidInput, SortKey, UserQuery
+from app.domain import Combine, InvalidInput, Match, Order, SortKey, UserQuery
 from app.runtime import Runtime
 from tests.conftest import SlapdInstance, create, make_config, run, start_slapd, unique
 
@@ -117,3 +117,49 @@ def test_writes_through_the_service_show_at_once(runtime: Runtime) -> None:
 def test_unknown_exact_field_is_refused(runtime: Runtime) -> None:
     with pytest.raises(InvalidInput):
         page(runtime, exact=(("password", "x"),))
+
+
+def test_filter_trees_become_one_ldap_filter(runtime: Runtime) -> None:
+    tag = unique("tree")
+    names = {key: create(runtime, f"{tag}{key}", first_name=first, last_name=last,
+                         account_type=kind).username
+             for key, first, last, kind in (("a", "Ann", "Smith", "user"),
+                                            ("b", "Bob", "Smith", "staff"),
+                                            ("c", "Cid", "Jones", "admin"),
+                                            ("d", "ann", "Brown", "user"))}
+    mine = Match(field="username", value=tag, contains=True)
+
+    def where(expression: Combine | Match) -> set[str]:
+        found, _ = page(runtime, where=Combine(parts=(mine, expression)), limit=20)
+        return set(found)
+
+    assert where(Match(field="last_name", value="smith")) == {names["a"], names["b"]}
+    assert where(Match(field="first_name", value="ann", case_sensitive=True)) == {names["d"]}
+    assert where(Match(field="first_name", value="AN", contains=True)) == {names["a"], names["d"]}
+    assert where(Match(field="last_name", value="Smith", negate=True)) == {names["c"], names["d"]}
+    assert where(Combine(any=True, parts=(Match(field="first_name", value="Bob"),
+                                          Match(field="account_type", value="admin")))) == \
+        {names["b"], names["c"]}
+    assert where(Combine(negate=True, parts=(Match(field="last_name", value="Smith"),
+                                             Match(field="account_type", value="user")))) == \
+        {names["b"], names["c"], names["d"]}
+    assert where(Match(field="active", value="false")) == set()
+    assert where(Match(field="first_name", value="*", contains=True)) == set()
+    for bad in (Match(field="password", value="x"), Match(field="id", value="1", contains=True),
+                Match(field="account_type", value="root"), Combine(parts=())):
+        with pytest.raises(InvalidInput):
+            where(bad)
+
+
+def test_several_sort_keys(runtime: Runtime) -> None:
+    tag = unique("keys")
+    made = [create(runtime, f"{tag}{i}", first_name=first, last_name=last).username
+            for i, (first, last) in enumerate([("Zed", "Alpha"), ("Amy", "Beta"),
+                                               ("Amy", "Alpha"), ("Bob", "Alpha")])]
+    names, _ = page(runtime, text=tag, sort=SortKey.LAST_NAME,
+                    then=(Order(SortKey.FIRST_NAME, descending=True),), limit=10)
+    assert names == [made[0], made[3], made[2], made[1]]
+    names, _ = page(runtime, text=tag, sort=SortKey.FIRST_NAME, limit=10)
+    assert names == [made[1], made[2], made[3], made[0]]  # Amy twice: creation order
+    with pytest.raises(InvalidInput):
+        page(runtime, text=tag, sort=SortKey.USERNAME, then=(Order(SortKey.ACCOUNT_TYPE),))

@@ -7,11 +7,11 @@ import logging
 from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, Router, delete, get, patch, post, put
-from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.spec import Example
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from app.api import DEPENDENCIES, Caller, Rt
 from app.api.native_models import (
     GroupOut,
     Health,
@@ -47,26 +47,11 @@ from app.domain import (
     PolicyViolation,
     SortKey,
     Unavailable,
-    User,
     UserQuery,
 )
-from app.runtime import Runtime
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("userdir.api")
-
-
-Rt = NamedDependency[Runtime]
-Caller = NamedDependency[User]
-
-
-async def runtime(request: Request[Any, Any, Any]) -> Runtime:
-    found: Runtime = request.app.state.runtime
-    return found
-
-
-async def caller(request: Request[Any, Any, Any], runtime: Rt) -> User:
-    return await runtime.auth.user_for_header(request.headers.get("authorization"))
 
 
 # --- authentication ----------------------------------------------------------
@@ -287,7 +272,7 @@ router = Router(
         disable_person, enable_person, set_password,
         list_groups, create_group, get_group, delete_group, add_member, remove_member,
     ],
-    dependencies={"runtime": Provide(runtime), "caller": Provide(caller)},
+    dependencies=DEPENDENCIES,
     exception_handlers={Exception: problem},
     tags=["native"],
 )

@@ -27,10 +27,10 @@ class Directory:
         self.tree = Tree(base_dn)
         self.pool = ConnectionPool(endpoint, pool_size)
         self.ldap = Ldap(self.pool)
-        self.people = People(self.ldap, self.tree, endpoint)
+        self.listing = Listing(endpoint, self.ldap, listing_slots, listing_ttl)
+        self.people = People(self.ldap, self.tree, endpoint, self.listing)
         self.groups = Groups(self.ldap, self.tree)
         self.locks = Locks(self.ldap, self.tree)
-        self.listing = Listing(endpoint, self.ldap, listing_slots, listing_ttl)
 
     def ping(self, timeout: float = 1.0) -> bool:
         """Does slapd answer a root DSE read within `timeout`, on a fresh connection?"""

@@ -13,8 +13,9 @@ from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_INCREMENT, MODIFY_REPLACE
 from ldap3.protocol.rfc3062 import PasswdModifyRequestValue
 
 from app.directory import names
-from app.directory.controls import POST_READ, post_read
+from app.directory.controls import POST_READ, SortKey, post_read
 from app.directory.errors import NO_SUCH_ATTRIBUTE, raise_for_result, translated
+from app.directory.listing import Listing
 from app.directory.names import Tree
 from app.directory.operations import Entry, Ldap
 from app.directory.pool import Endpoint, close_quietly
@@ -58,10 +59,11 @@ class PersonEntry:
 
 
 class People:
-    def __init__(self, ldap: Ldap, tree: Tree, endpoint: Endpoint) -> None:
+    def __init__(self, ldap: Ldap, tree: Tree, endpoint: Endpoint, listing: Listing) -> None:
         self.ldap = ldap
         self.tree = tree
         self.endpoint = endpoint
+        self.listing = listing
 
     # --- reading -----------------------------------------------------------
 
@@ -77,6 +79,24 @@ class People:
     def by_dn(self, dn: str) -> PersonEntry | None:
         entry = self.ldap.read(dn, USER_ATTRIBUTES, subject="user")
         return PersonEntry(dn, entry) if entry else None
+
+    def window(self, filter_string: str, keys: list[SortKey], offset: int,
+               limit: int) -> tuple[list[PersonEntry], int]:
+        """One sorted window of the people matching a filter, and how many match."""
+        entries, total = self.listing.window(self.tree.people, filter_string, keys,
+                                             USER_ATTRIBUTES, offset, limit)
+        return [PersonEntry(e["dn"], e) for e in entries], total
+
+    def other_active_member(self, group_dn: str, dn: str) -> bool:
+        """Does the group have an enabled member other than `dn`?"""
+        entries, _ = self.ldap.search(
+            self.tree.people,
+            names.all_of(names.equals("memberOf", group_dn),
+                         names.negate(names.equals("pwdAccountLockedTime", LOCKED_FOREVER))),
+            ["1.1"], size_limit=2,
+        )
+        me = names.normalise_dn(dn)
+        return any(names.normalise_dn(e["dn"]) != me for e in entries)
 
     def taken(self, username: str, email: str | None) -> str | None:
         """Which of username/email another person (published or being created) holds."""

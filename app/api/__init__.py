@@ -1,0 +1,45 @@
+"""The HTTP side: which routers are mounted, and what every router depends on."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from litestar import Request, Router
+from litestar.di import NamedDependency, Provide
+
+from app.config import Config
+from app.domain import User
+from app.runtime import Runtime
+
+# Each dialect module exposes `router(prefix: str) -> Router`, mounted at its
+# configured prefix when its section says `enabled = true`.
+DIALECT_MODULES: dict[str, str] = {
+}
+
+Rt = NamedDependency[Runtime]
+Caller = NamedDependency[User]
+
+
+async def runtime(request: Request[Any, Any, Any]) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+async def caller(request: Request[Any, Any, Any], runtime: Rt) -> User:
+    """The authenticated user, read from the directory now (TokenError otherwise)."""
+    return await runtime.auth.user_for_header(request.headers.get("authorization"))
+
+
+DEPENDENCIES = {"runtime": Provide(runtime), "caller": Provide(caller)}
+
+
+def routers(config: Config) -> list[Router]:
+    from app.api import native
+
+    mounted = [native.router]
+    for name, module_name in DIALECT_MODULES.items():
+        settings = getattr(config, name)
+        if settings.enabled:
+            mounted.append(importlib.import_module(module_name).router(settings.prefix))
+    return mounted

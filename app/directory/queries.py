@@ -1,0 +1,114 @@
+"""A UserQuery as LDAP sees it: one escaped filter, and sort keys slapd can apply."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.directory import names as n
+from app.directory.controls import CASE_IGNORE_ORDERING, SortKey
+from app.directory.schema import EXACT_ATTRIBUTES, LOCKED_FOREVER, GroupTypes
+from app.domain import Filter, InvalidInput, Match, Order, UserQuery
+from app.domain import SortKey as Key
+
+TEXT_ATTRIBUTES = ("uid", "cn", "mail", "givenName", "sn")
+# uid, cn, sn, givenName and mail have no ORDERING rule of their own.
+SORT_ATTRIBUTES = {
+    Key.USERNAME: SortKey("uid", CASE_IGNORE_ORDERING),
+    Key.DISPLAY_NAME: SortKey("cn", CASE_IGNORE_ORDERING),
+    Key.FIRST_NAME: SortKey("givenName", CASE_IGNORE_ORDERING),
+    Key.LAST_NAME: SortKey("sn", CASE_IGNORE_ORDERING),
+    Key.EMAIL: SortKey("mail", CASE_IGNORE_ORDERING),
+    Key.CREATED: SortKey("createTimestamp"),
+    Key.LAST_LOGIN: SortKey("pwdLastSuccess"),
+    Key.ID: SortKey("uidNumber"),
+    # Disabled users carry a lock time; entries without a key value sort last.
+    Key.ACTIVE: SortKey("pwdAccountLockedTime"),
+}
+# Case-sensitive equality for attributes whose own rule ignores case.
+CASE_EXACT_RULES = {"mail": "caseExactIA5Match", "userdirPendingEmail": "caseExactIA5Match",
+                    "userdirTimezone": "caseExactIA5Match"}
+NO_SUBSTRINGS = {"uidNumber", "entryUUID", "userdirEmailVerified", "userdirBirthday"}
+
+
+def user_filter(query: UserQuery, groups: GroupTypes) -> str:
+    parts = ["(objectClass=inetOrgPerson)"]
+    if query.text:
+        parts.append(n.any_of(*(n.contains(a, query.text) for a in TEXT_ATTRIBUTES)))
+    parts.extend(match_filter(Match(field=f, value=v), groups) for f, v in query.exact)
+    if query.active is not None:
+        parts.append(active_filter(query.active))
+    if query.account_type is not None:
+        parts.append(type_filter(query.account_type, groups))
+    if query.where is not None:
+        parts.append(where_filter(query.where, groups))
+    return n.all_of(*parts)
+
+
+def where_filter(expression: Filter, groups: GroupTypes) -> str:
+    if isinstance(expression, Match):
+        return match_filter(expression, groups)
+    if not expression.parts:
+        raise InvalidInput("filter", "and/or need at least one sub-expression")
+    inner = [where_filter(part, groups) for part in expression.parts]
+    combined = n.any_of(*inner) if expression.any else n.all_of(*inner)
+    return n.negate(combined) if expression.negate else combined
+
+
+def match_filter(match: Match, groups: GroupTypes) -> str:
+    result = _positive_match(match, groups)
+    return n.negate(result) if match.negate else result
+
+
+def _positive_match(match: Match, groups: GroupTypes) -> str:
+    if match.field == "account_type":
+        if match.contains:
+            raise InvalidInput(match.field, "account types match exactly")
+        return type_filter(match.value, groups)
+    if match.field == "active":
+        if match.contains or match.value.lower() not in ("true", "false"):
+            raise InvalidInput(match.field, "active is true or false")
+        return active_filter(match.value.lower() == "true")
+    attribute = EXACT_ATTRIBUTES.get(match.field)
+    if attribute is None:
+        raise InvalidInput(match.field, f"cannot filter on {match.field!r}")
+    if match.contains:
+        if attribute in NO_SUBSTRINGS:
+            raise InvalidInput(match.field, f"{match.field} only matches exactly")
+        return n.contains(attribute, match.value)
+    if match.case_sensitive and attribute not in NO_SUBSTRINGS:
+        rule = CASE_EXACT_RULES.get(attribute, "caseExactMatch")
+        return f"({attribute}:{rule}:={n.filter_value(match.value)})"
+    return n.equals(attribute, match.value)
+
+
+def active_filter(active: bool) -> str:
+    locked = n.equals("pwdAccountLockedTime", LOCKED_FOREVER)
+    return n.negate(locked) if active else locked
+
+
+def type_filter(account_type: str, groups: GroupTypes) -> str:
+    """Users whose type is `account_type`, as AccountTypes.pick decides it:
+    the highest type group they are in, the default type when in none."""
+    types = groups.types
+    if account_type not in types:
+        raise InvalidInput("account_type", f"unknown account type {account_type!r}")
+    member_of = [n.equals("memberOf", groups.dn_of[t]) for t in types.names]
+    rank = types.rank(account_type)
+    mine = member_of[rank]
+    if account_type == types.default:
+        mine = n.any_of(mine, n.negate(n.any_of(*member_of)))
+    higher = member_of[rank + 1:]
+    return n.all_of(mine, n.negate(n.any_of(*higher))) if higher else mine
+
+
+def sort_keys(orders: Sequence[Order]) -> list[SortKey]:
+    """The keys in order, then uidNumber: ties fall in creation order."""
+    keys: list[SortKey] = []
+    for order in orders:
+        if order.key is Key.ACCOUNT_TYPE:
+            raise InvalidInput("order_by", "account type can only be the first sort key")
+        base = SORT_ATTRIBUTES[order.key]
+        keys.append(SortKey(base.attribute, base.ordering_rule, reverse=order.descending))
+    if not any(k.attribute == "uidNumber" for k in keys):
+        keys.append(SORT_ATTRIBUTES[Key.ID])
+    return keys
