@@ -77,6 +77,14 @@ class AuthConfig(_Section):
     leeway: Annotated[int, Meta(ge=0, le=60)] = 30
 
 
+class PicturesConfig(_Section):
+    max_upload_size: Positive = 5 * 1024 * 1024
+    max_side: Annotated[int, Meta(ge=16, le=4096)] = 1024
+    thumbnail_side: Annotated[int, Meta(ge=16, le=1024)] = 128
+    quality: Annotated[int, Meta(ge=30, le=95)] = 85
+    max_pixels: Annotated[int, Meta(ge=1024, le=100_000_000)] = 40_000_000
+
+
 class ListingConfig(_Section):
     context_ttl: Annotated[float, Meta(ge=0)] = 5.0
     contexts: Annotated[int, Meta(ge=1, le=16)] = 4
@@ -100,6 +108,7 @@ class Config(_Section):
     users: UsersConfig = msgspec.field(default_factory=UsersConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     listing: ListingConfig = msgspec.field(default_factory=ListingConfig)
+    pictures: PicturesConfig = msgspec.field(default_factory=PicturesConfig)
     nervai: DialectConfig = _dialect("/")
     fittrackee: DialectConfig = _dialect("/api")
     ufdl: DialectConfig = _dialect("/v1")

@@ -8,6 +8,7 @@ from app.auth import Authenticator, SigningKey
 from app.config import Config
 from app.directory import Directory, Endpoint
 from app.domain import AccountTypes
+from app.pictures import Pictures, PictureSettings
 from app.service import UserService
 
 
@@ -29,7 +30,13 @@ class Runtime:
                               listing_slots=config.listing.contexts,
                               listing_ttl=config.listing.context_ttl)
         types = AccountTypes(config.users.account_types, config.users.default_account_type)
-        service = UserService(directory, types, gid_number=config.users.gid_number)
+        pictures = config.pictures
+        service = UserService(
+            directory, types, gid_number=config.users.gid_number,
+            pictures=Pictures(PictureSettings(
+                max_side=pictures.max_side, thumbnail_side=pictures.thumbnail_side,
+                quality=pictures.quality, max_pixels=pictures.max_pixels)),
+        )
         auth = Authenticator(
             service, SigningKey.load_or_create(config.signing_key_path),
             issuer=config.auth.issuer, access_ttl=config.auth.access_token_ttl,

@@ -51,6 +51,7 @@ from app.domain import (
     is_valid_email,
     is_valid_username,
 )
+from app.pictures import Picture, Pictures
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -83,8 +84,10 @@ writes = _offloaded(invalidates=True)
 
 class UserService:
     def __init__(self, directory: Directory, types: AccountTypes, *, gid_number: int = 10000,
+                 pictures: Pictures | None = None,
                  executor: ThreadPoolExecutor | None = None) -> None:
         self.directory = directory
+        self.pictures = pictures or Pictures()
         self.types = types
         self.gid_number = gid_number
         self.executor = executor or ThreadPoolExecutor(
@@ -232,6 +235,31 @@ class UserService:
                 # user never shows without a type while being deleted.
                 self._move_to_type(person, self.types.default)
             self.directory.people.delete(person.dn)
+
+    # --- pictures (jpegPhoto) ----------------------------------------------
+
+    @writes
+    def set_picture(self, username: str, raw: bytes) -> None:
+        """Normalise an upload (in this worker thread: Pillow is CPU) and store it."""
+        person = self._person(username)
+        self.directory.people.set_photo(person.dn, self.pictures.normalise(raw))
+
+    @writes
+    def delete_picture(self, username: str) -> None:
+        self.directory.people.set_photo(self._person(username).dn, None)
+
+    @reads
+    def picture(self, username: str) -> Picture:
+        return self.pictures.original(self.directory.people.photo(self._person(username).dn))
+
+    @reads
+    def thumbnail(self, username: str) -> Picture:
+        return self.pictures.thumbnail(self.directory.people.photo(self._person(username).dn))
+
+    @reads
+    def with_pictures(self, users: list[User]) -> set[str]:
+        """The uuids of those users who have a picture (one search for all)."""
+        return self.directory.people.with_photo([u.uuid for u in users])
 
     # --- logging in ----------------------------------------------------------
 

@@ -37,7 +37,7 @@ DEPENDENCIES = {"runtime": Provide(runtime), "caller": Provide(caller)}
 def routers(config: Config) -> list[Router]:
     from app.api import native
 
-    mounted = [native.router]
+    mounted = [native.router(config)]
     for name, module_name in DIALECT_MODULES.items():
         settings = getattr(config, name)
         if settings.enabled:

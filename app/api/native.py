@@ -26,6 +26,7 @@ from app.api.native_models import (
     TokenResponse,
     TypeChange,
 )
+from app.api.pictures import picture_response, read_upload
 from app.auth import (
     ExpiredToken,
     InactiveUser,
@@ -35,6 +36,7 @@ from app.auth import (
     require_self_or_staff,
     require_staff,
 )
+from app.config import Config
 from app.domain import (
     AlreadyExists,
     AuthenticationFailed,
@@ -49,6 +51,7 @@ from app.domain import (
     Unavailable,
     UserQuery,
 )
+from app.pictures import InvalidPicture, NoPicture
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("userdir.api")
@@ -176,6 +179,36 @@ async def set_password(username: FromPath[str], data: JSONBody[PasswordChange], 
         username, data.new_password, current=data.current_password if itself else None)
 
 
+# --- pictures ----------------------------------------------------------------
+
+async def put_photo(request: Request[Any, Any, Any], username: FromPath[str], caller: Caller,
+                    runtime: Rt) -> None:
+    require_self_or_admin(caller, username)
+    await runtime.service.set_picture(username, await read_upload(request))
+
+
+@delete("/people/{username:str}/photo", summary="Remove the picture (himself or admin)")
+async def delete_photo(username: FromPath[str], caller: Caller, runtime: Rt) -> None:
+    require_self_or_admin(caller, username)
+    await runtime.service.delete_picture(username)
+
+
+@get("/people/{username:str}/photo", summary="The picture (JPEG; ETag, If-None-Match)",
+     media_type="image/jpeg")
+async def get_photo(request: Request[Any, Any, Any], username: FromPath[str],
+                    runtime: Rt) -> Response[bytes]:
+    picture = await runtime.service.picture(username)
+    return picture_response(request, picture, username)
+
+
+@get("/people/{username:str}/photo/thumbnail", summary="The picture's thumbnail (JPEG)",
+     media_type="image/jpeg")
+async def get_thumbnail(request: Request[Any, Any, Any], username: FromPath[str],
+                        runtime: Rt) -> Response[bytes]:
+    picture = await runtime.service.thumbnail(username)
+    return picture_response(request, picture, f"{username}-thumbnail")
+
+
 # --- groups ------------------------------------------------------------------
 
 @get("/groups", summary="List groups (staff)")
@@ -229,6 +262,8 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (AlreadyExists, 409, "already exists"),
     (LastAdmin, 409, "last admin"),
     (InvalidInput, 422, "invalid input"),
+    (InvalidPicture, 422, "invalid picture"),
+    (NoPicture, 404, "no picture"),
     (PolicyViolation, 422, "password policy"),
     (Busy, 503, "busy"),
     (Unavailable, 503, "directory unavailable"),
@@ -264,15 +299,21 @@ def problem(request: Request[Any, Any, Any], error: Exception) -> Response[dict[
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-router = Router(
-    path="/",
-    route_handlers=[
-        issue_token, refresh_token, me, jwks, health,
-        list_people, create_person, get_person, patch_person, delete_person, set_type,
-        disable_person, enable_person, set_password,
-        list_groups, create_group, get_group, delete_group, add_member, remove_member,
-    ],
-    dependencies=DEPENDENCIES,
-    exception_handlers={Exception: problem},
-    tags=["native"],
-)
+def router(config: Config) -> Router:
+    upload = put("/people/{username:str}/photo", status_code=204,
+                 request_max_body_size=config.pictures.max_upload_size,
+                 summary="Upload a picture: image/jpeg|png|webp body or multipart "
+                         "(himself or admin)")(put_photo)
+    return Router(
+        path="/",
+        route_handlers=[
+            issue_token, refresh_token, me, jwks, health,
+            list_people, create_person, get_person, patch_person, delete_person, set_type,
+            disable_person, enable_person, set_password,
+            upload, delete_photo, get_photo, get_thumbnail,
+            list_groups, create_group, get_group, delete_group, add_member, remove_member,
+        ],
+        dependencies=DEPENDENCIES,
+        exception_handlers={Exception: problem},
+        tags=["native"],
+    )

@@ -174,6 +174,29 @@ class People:
             self.ldap.modify(dn, {"homeDirectory": [(MODIFY_REPLACE, [f"/home/{new_username}"])]})
         return dn
 
+    def photo(self, dn: str) -> bytes | None:
+        entry = self.ldap.read(dn, ["jpegPhoto"], subject="user")
+        if entry is None:
+            raise NotFound("user not found")
+        found = entry["raw_attributes"].get("jpegPhoto") or []
+        return bytes(found[0]) if found else None
+
+    def set_photo(self, dn: str, jpeg: bytes | None) -> None:
+        self.ldap.modify(dn, {"jpegPhoto": [(MODIFY_REPLACE, [jpeg] if jpeg else [])]},
+                         subject="user")
+
+    def with_photo(self, uuids: list[str]) -> set[str]:
+        """Which of these entries have a jpegPhoto, without transferring any."""
+        if not uuids:
+            return set()
+        entries, _ = self.ldap.search(
+            self.tree.people,
+            names.all_of("(jpegPhoto=*)", names.any_of(*(names.equals("entryUUID", u)
+                                                         for u in uuids))),
+            ["entryUUID"], subject="user",
+        )
+        return {first(e, "entryUUID") or "" for e in entries}
+
     def lock(self, dn: str) -> None:
         self.ldap.modify(dn, {"pwdAccountLockedTime": [(MODIFY_REPLACE, [LOCKED_FOREVER])]},
                          subject="user")
