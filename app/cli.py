@@ -9,13 +9,16 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import msgspec
 import uvicorn
 
 from app import embedded
-from app.config import Config, ConfigError, load_config
+from app.config import Config, ConfigError, load_config, read_secret_file
 from app.domain import DomainError
 from app.main import create_app
+from app.provisioning import ProvisioningError, provision
 from app.runtime import Runtime
 
 log = logging.getLogger("userdir")
@@ -26,13 +29,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML config file (default: $USERDIR_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the API (and the embedded slapd)")
+    init = commands.add_parser(
+        "init", help="set up the existing OpenLDAP of [ldap] url for userdir, via cn=config")
+    init.add_argument("--config-dn", required=True, help="cn=config admin, e.g. cn=admin,cn=config")
+    init.add_argument("--config-password-file", required=True, type=Path,
+                      help="file holding that admin's password (never on the command line)")
+    init.add_argument("--db-directory", required=True,
+                      help="directory ON THE SERVER for the new database (exists, owned by slapd)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
+        if args.command == "init":
+            return init_external(config, args.config_dn, args.config_password_file,
+                                 args.db_directory)
         return serve(config, args.config)
-    except (ConfigError, embedded.SlapdError, DomainError) as e:
+    except (ConfigError, embedded.SlapdError, DomainError, ProvisioningError) as e:
         print(f"userdir: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -55,6 +68,26 @@ def serve(config: Config, config_path: str | None) -> int:
         if slapd is not None:
             slapd.stop()
             log.info("slapd stopped")
+    return 0
+
+
+def init_external(config: Config, config_dn: str, password_file: Path, db_directory: str) -> int:
+    if config.ldap.embedded:
+        raise ConfigError("ldap.url: `userdir init` is for an existing server; set its URL")
+    password = read_secret_file("--config-password-file", str(password_file))
+    result = provision(config, config_dn, password, db_directory)
+    embedded.write_secret(config.data_dir / "service.password", result.service_password)
+    print(f"database {result.database_dn} for {config.ldap.base_dn} created; "
+          f"schemas added: {', '.join(result.added_schemas) or 'none'}; "
+          f"modules loaded: {', '.join(result.added_modules) or 'none'}")
+    print(f"service account {config.bind_dn}: password in {config.data_dir}/service.password; "
+          f"run the API with USERDIR_LDAP__BIND_PASSWORD_FILE pointing at it")
+    config = msgspec.structs.replace(config, ldap=msgspec.structs.replace(
+        config.ldap, bind_password=result.service_password))
+    generated = asyncio.run(bootstrap(config))
+    if generated:
+        print(f"\n  bootstrap admin {config.bootstrap.admin_username!r} created; "
+              f"password: {generated}\n", flush=True)
     return 0
 
 

@@ -168,7 +168,12 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
 
 def _override(config: Config, name: str, raw: str) -> Config:
-    section_name, sep, key = name.removeprefix(ENV_PREFIX).lower().partition("__")
+    setting = name
+    if name.endswith("_FILE"):
+        # Docker secrets: USERDIR_X__Y_FILE=/run/secrets/y gives y's value.
+        setting = name.removesuffix("_FILE")
+        raw = read_secret_file(name, raw)
+    section_name, sep, key = setting.removeprefix(ENV_PREFIX).lower().partition("__")
     fields = {f.name: f for f in msgspec.structs.fields(Config)}
     if not sep or section_name not in fields:
         raise ConfigError(f"{name}: unknown setting (expected USERDIR_<SECTION>__<KEY>)")
@@ -187,6 +192,14 @@ def _override(config: Config, name: str, raw: str) -> Config:
     except msgspec.ValidationError as e:
         raise ConfigError(f"{name}: {_describe(e)}") from e
     return msgspec.structs.replace(config, **{section_name: converted})
+
+
+def read_secret_file(name: str, path: str) -> str:
+    """A value kept in a file (a Docker secret); one trailing newline is not part of it."""
+    try:
+        return Path(path).read_text().removesuffix("\n")
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read {path}: {e.strerror}") from e
 
 
 def _check(config: Config) -> None:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,12 +113,14 @@ def account_type_group_dn(base_dn: str, account_type: str) -> str:
 
 
 def initialise(
-    data_dir: Path, base_dn: str, account_types: Sequence[str], ldif_dir: Path | None = None
+    data_dir: Path, base_dn: str, account_types: Sequence[str], ldif_dir: Path | None = None,
+    service_password: str | None = None,
 ) -> bool:
     """Create the config and the base tree unless already done; True if done now.
 
-    Nothing is marked initialised before both slapadd runs succeed, so an
-    interrupted first start is redone from scratch on the next one.
+    The service account's password is generated unless given (a Docker secret
+    shared with the API container). Nothing is marked initialised before both
+    slapadd runs succeed, so an interrupted first start is redone from scratch.
     """
     require_slapd()
     layout = Layout(data_dir)
@@ -131,7 +133,7 @@ def initialise(
     for path in (layout.config_dir, layout.db_dir, layout.run_dir):
         path.mkdir(mode=0o700)
     root_password = _new_secret(layout.root_password_file)
-    service_password = _new_secret(layout.service_password_file)
+    service_password = _new_secret(layout.service_password_file, service_password)
     values = {
         "BASE_DN": base_dn,
         "ROOT_DN": root_dn(base_dn),
@@ -192,14 +194,20 @@ def account_type_group(base_dn: str, name: str) -> str:
     )
 
 
-def _new_secret(path: Path) -> str:
-    """A fresh random password, kept in a 0600 file without a trailing newline (ldap* -y)."""
-    password = secrets.token_urlsafe(24)
+def _new_secret(path: Path, password: str | None = None) -> str:
+    """A password (fresh and random unless given), kept in a 0600 file."""
+    password = password or secrets.token_urlsafe(24)
+    write_secret(path, password)
+    return password
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Mode 0600 from the start, no trailing newline (as `ldapsearch -y` wants it)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(password)
-    return password
+        f.write(value)
 
 
 def _hash_password(password: str) -> str:
@@ -291,19 +299,27 @@ def _port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python3 -m app.embedded init|run`: the OpenLDAP image's entrypoint."""
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """`python3 -m app.embedded init|run`: the OpenLDAP image's entrypoint.
+
+    Defaults come from the same USERDIR_* variables the API reads, so one
+    compose file configures both containers.
+    """
+    env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="python3 -m app.embedded")
     parser.add_argument("command", choices=["init", "run"])
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--base-dn", default="dc=example,dc=org")
-    parser.add_argument("--account-types", default="user,staff,admin")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(env.get("USERDIR_EMBEDDED__DATA_DIR", ".userdir")))
+    parser.add_argument("--base-dn", default=env.get("USERDIR_LDAP__BASE_DN", "dc=example,dc=org"))
+    parser.add_argument("--account-types",
+                        default=env.get("USERDIR_USERS__ACCOUNT_TYPES", "user,staff,admin"))
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=3389)
+    parser.add_argument("--port", type=int, default=int(env.get("USERDIR_EMBEDDED__PORT", "3389")))
     args = parser.parse_args(argv)
     try:
         types = [t.strip() for t in args.account_types.split(",") if t.strip()]
-        created = initialise(args.data_dir, args.base_dn, types)
+        created = initialise(args.data_dir, args.base_dn, types,
+                             service_password=_service_password(env))
         print(f"{args.data_dir}: {'initialised' if created else 'already initialised'}")
         if args.command == "run":
             slapd = Slapd(args.data_dir, args.port, args.host)
@@ -321,6 +337,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _service_password(env: Mapping[str, str]) -> str | None:
+    """USERDIR_LDAP__BIND_PASSWORD, or the file USERDIR_LDAP__BIND_PASSWORD_FILE names."""
+    path = env.get("USERDIR_LDAP__BIND_PASSWORD_FILE")
+    if path:
+        try:
+            return Path(path).read_text().removesuffix("\n") or None
+        except OSError as e:
+            raise SlapdError(f"cannot read {path}: {e.strerror}") from e
+    return env.get("USERDIR_LDAP__BIND_PASSWORD") or None
 
 
 if __name__ == "__main__":

@@ -97,3 +97,13 @@ def test_example_file_lists_every_key_with_a_comment() -> None:
                           if line.startswith(f"{key} =") or line.startswith(f"# {key} =")), None)
             assert index is not None, f"{section}.{key} missing from config.example.toml"
             assert lines[index - 1].startswith("#"), f"{section}.{key} has no comment"
+
+
+def test_any_key_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret value\n")
+    config = load_config(None, {"USERDIR_LDAP__BIND_PASSWORD_FILE": str(secret),
+                                "USERDIR_LDAP__URL": "ldap://x"})
+    assert config.ldap.bind_password == "s3cret value"
+    with pytest.raises(ConfigError, match="USERDIR_LDAP__BIND_PASSWORD_FILE"):
+        load_config(None, {"USERDIR_LDAP__BIND_PASSWORD_FILE": str(tmp_path / "absent")})

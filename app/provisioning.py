@@ -1,0 +1,232 @@
+"""`userdir init`: set up an existing OpenLDAP for userdir, over LDAP, from ldif/.
+
+The embedded mode builds a whole new slapd with slapadd; an existing server
+already has its global settings, its config database and maybe other
+databases. Here only what userdir needs is added, through cn=config: the
+schema files it lacks, the modules it lacks, and one new back-mdb database
+for the base DN (with userdir's overlays, indexes and ACLs). The base tree is
+then added through that database's root DN, so ppolicy hashes the service
+account's password like any other; the root DN's password is removed again
+afterwards (it would sit in cn=config unhashed), leaving the service account
+as the one writer.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ldap3 import (
+    BASE,
+    LEVEL,
+    MODIFY_ADD,
+    MODIFY_DELETE,
+    MODIFY_REPLACE,
+    NONE,
+    SAFE_SYNC,
+    Connection,
+    Server,
+)
+
+from app import embedded
+from app.config import Config
+
+MODULE_ARGUMENTS = re.compile(r"^(\{\d+\})?(\S+).*$")
+
+
+class ProvisioningError(Exception):
+    pass
+
+
+@dataclass
+class Record:
+    dn: str
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+
+    def first(self, name: str) -> str:
+        return self.attributes[name][0]
+
+
+def parse_ldif(text: str, base: Path) -> Iterator[Record]:
+    """Records of an LDIF file (RFC 2849 subset: continuations, comments,
+    base64 values) with slapadd's `include: file://...` lines expanded."""
+    unfolded = re.sub(r"\n ", "", text.replace("\r\n", "\n"))
+    for block in re.split(r"\n\s*\n", unfolded):
+        lines = [line for line in block.splitlines() if line and not line.startswith("#")]
+        if not lines:
+            continue
+        if lines[0].startswith("include:"):
+            for line in lines:
+                path = Path(line.split(":", 1)[1].strip().removeprefix("file://"))
+                yield from parse_ldif(path.read_text(), path.parent)
+            continue
+        record: Record | None = None
+        for line in lines:
+            name, value = _attribute(line)
+            if record is None:
+                if name.lower() != "dn":
+                    raise ProvisioningError(f"LDIF record without dn: {line!r}")
+                record = Record(value)
+            elif name.lower() == "include":
+                raise ProvisioningError("include: inside a record")
+            else:
+                record.attributes.setdefault(name, []).append(value)
+        if record is not None:
+            yield record
+
+
+def _attribute(line: str) -> tuple[str, str]:
+    name, _, value = line.partition(":")
+    if value.startswith(":"):
+        return name, base64.b64decode(value[1:].strip()).decode()
+    return name, value.strip()
+
+
+@dataclass
+class Result:
+    added_schemas: list[str]
+    added_modules: list[str]
+    database_dn: str
+    service_password: str
+
+
+def provision(config: Config, config_dn: str, config_password: str,
+              db_directory: str) -> Result:
+    base_dn = config.ldap.base_dn
+    server = Server(config.ldap.url, get_info=NONE, connect_timeout=config.ldap.connect_timeout)
+    admin = Connection(server, config_dn, config_password, client_strategy=SAFE_SYNC,
+                       raise_exceptions=False)
+    _, result, _, _ = admin.bind()
+    if result["result"] != 0:
+        raise ProvisioningError(f"cannot bind as {config_dn}: {result['description']}")
+    try:
+        if _database_for(admin, base_dn):
+            raise ProvisioningError(
+                f"the server already has a database for {base_dn}; `userdir init` only "
+                "creates a new one (configure an existing one by hand, see README)")
+        ldif_dir = embedded.find_ldif_dir()
+        root_password = secrets.token_urlsafe(24)
+        service_password = config.ldap.bind_password or secrets.token_urlsafe(24)
+        values = {
+            "BASE_DN": base_dn, "ROOT_DN": embedded.root_dn(base_dn),
+            "ROOT_PW_HASH": root_password,  # only until the tree is added
+            "SERVICE_DN": config.bind_dn, "SERVICE_PW_HASH": service_password,
+            "DECOY_PW_HASH": secrets.token_urlsafe(24),
+            "PLACEHOLDER_DN": embedded.placeholder_dn(base_dn),
+            "DB_DIR": db_directory,
+            # Only in the global and config-database records, which are not
+            # applied: the server keeps its own.
+            "PEERCRED_DN": "unused", "RUN_DIR": "unused",
+            "LDIF_DIR": str(ldif_dir.resolve()),
+            "LAST_UID_NUMBER": str(embedded.FIRST_UID_NUMBER - 1),
+        }
+        records = list(parse_ldif(embedded.render(ldif_dir / "config.ldif", values), ldif_dir))
+        schemas = _add_schemas(admin, [r for r in records if ",cn=schema,cn=config" in r.dn])
+        modules = _add_modules(admin, next(r for r in records if r.dn.startswith("cn=module")))
+        _set_password_hash(admin, next(r for r in records if "frontend" in r.dn))
+        database = _add_database(admin, next(r for r in records if "mdb,cn=config" in r.dn
+                                             and r.dn.startswith("olcDatabase")))
+        for overlay in (r for r in records if r.dn.startswith("olcOverlay")):
+            overlay.dn = overlay.dn.replace("olcDatabase={1}mdb,cn=config", database)
+            _add(admin, overlay)
+        _add_tree(config, values, root_password)
+        _, result, _, _ = admin.modify(database, {"olcRootPW": [(MODIFY_DELETE, [])]})
+        if result["result"] != 0:
+            raise ProvisioningError(f"removing the temporary root password: {result['message']}")
+    finally:
+        admin.unbind()
+    return Result(schemas, modules, database, service_password)
+
+
+def _database_for(admin: Connection, base_dn: str) -> str | None:
+    _, _, entries, _ = admin.search("cn=config", f"(olcSuffix={base_dn})", LEVEL,
+                                    attributes=["1.1"])
+    found = [e["dn"] for e in entries or [] if e.get("type") == "searchResEntry"]
+    return found[0] if found else None
+
+
+def _add(admin: Connection, record: Record) -> None:
+    object_classes = record.attributes.get("objectClass", [])
+    attributes = {k: v for k, v in record.attributes.items() if k != "objectClass"}
+    _, result, _, _ = admin.add(record.dn, object_classes, attributes)
+    if result["result"] != 0:
+        raise ProvisioningError(f"adding {record.dn}: {result['description']} "
+                                f"{result['message']}".strip())
+
+
+def _add_schemas(admin: Connection, schemas: list[Record]) -> list[str]:
+    _, _, entries, _ = admin.search("cn=schema,cn=config", "(objectClass=olcSchemaConfig)",
+                                    LEVEL, attributes=["cn"])
+    present = {re.sub(r"^\{\d+\}", "", e["attributes"]["cn"][0]) for e in entries or []
+               if e.get("type") == "searchResEntry"}
+    added = []
+    for schema in schemas:
+        name = schema.first("cn")
+        if name not in present:
+            _add(admin, schema)
+            added.append(name)
+    return added
+
+
+def _add_modules(admin: Connection, wanted: Record) -> list[str]:
+    _, _, entries, _ = admin.search("cn=config", "(objectClass=olcModuleList)", LEVEL,
+                                    attributes=["olcModuleLoad"])
+    lists = [e for e in entries or [] if e.get("type") == "searchResEntry"]
+    loaded = {_module_name(v) for e in lists for v in e["attributes"].get("olcModuleLoad", [])}
+    missing = [m for m in wanted.attributes["olcModuleLoad"] if _module_name(m) not in loaded]
+    if missing and lists:
+        _, result, _, _ = admin.modify(lists[0]["dn"], {"olcModuleLoad": [(MODIFY_ADD, missing)]})
+        if result["result"] != 0:
+            raise ProvisioningError(f"loading modules {missing}: {result['message']}")
+    elif missing:
+        _add(admin, Record("cn=module,cn=config", {
+            "objectClass": ["olcModuleList"], "cn": ["module"],
+            "olcModulePath": wanted.attributes["olcModulePath"], "olcModuleLoad": missing}))
+    return [_module_name(m) for m in missing]
+
+
+def _module_name(value: str) -> str:
+    name = MODULE_ARGUMENTS.sub(r"\2", value.strip())
+    return name.removesuffix(".la").removesuffix(".so")
+
+
+def _set_password_hash(admin: Connection, frontend: Record) -> None:
+    _, result, _, _ = admin.modify("olcDatabase={-1}frontend,cn=config", {
+        "olcPasswordHash": [(MODIFY_REPLACE, frontend.attributes["olcPasswordHash"])]})
+    if result["result"] != 0:
+        raise ProvisioningError(f"setting olcPasswordHash: {result['message']}")
+
+
+def _add_database(admin: Connection, database: Record) -> str:
+    database.dn = "olcDatabase=mdb,cn=config"  # slapd picks the next free index
+    database.attributes["olcDatabase"] = ["mdb"]
+    _add(admin, database)
+    found = _database_for(admin, database.first("olcSuffix"))
+    if found is None:
+        raise ProvisioningError("the new database did not appear in cn=config")
+    return found
+
+
+def _add_tree(config: Config, values: dict[str, str], root_password: str) -> None:
+    ldif_dir = embedded.find_ldif_dir()
+    base_dn = config.ldap.base_dn
+    tree = embedded.suffix_entry(base_dn) + embedded.render(ldif_dir / "base.ldif", values)
+    tree += "\n\n" + "".join(embedded.account_type_group(base_dn, t)
+                             for t in config.users.account_types)
+    root = Connection(Server(config.ldap.url, get_info=NONE), embedded.root_dn(base_dn),
+                      root_password,
+                      client_strategy=SAFE_SYNC, raise_exceptions=False)
+    _, result, _, _ = root.bind()
+    if result["result"] != 0:
+        raise ProvisioningError(f"cannot bind as the new root DN: {result['description']}")
+    try:
+        for record in parse_ldif(tree, ldif_dir):
+            _, _, found, _ = root.search(record.dn, "(objectClass=*)", BASE, attributes=["1.1"])
+            if not any(e.get("type") == "searchResEntry" for e in found or []):
+                _add(root, record)
+    finally:
+        root.unbind()
