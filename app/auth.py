@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from app.domain import DomainError, NotFound, PermissionDenied, User
 from app.service import UserService
 
 ALGORITHM = "ES256"
+VERIFIED_CACHE = 4096
 TokenKind = Literal["access", "refresh"]
 
 
@@ -96,6 +98,7 @@ class Authenticator:
         self.issuer = issuer
         self.ttl: dict[TokenKind, int] = {"access": access_ttl, "refresh": refresh_ttl}
         self.leeway = leeway
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     async def login(self, login: str, password: str, *, by: str = "any") -> TokenPair:
         """Bind as the user (AuthenticationFailed otherwise) and issue both tokens."""
@@ -117,7 +120,24 @@ class Authenticator:
                           headers={"kid": self.key.kid})
 
     def decode(self, token: str, kind: TokenKind = "access") -> dict[str, Any]:
-        """Signature, algorithm (pinned), issuer, expiry and kind; no directory access."""
+        """Signature, algorithm (pinned), issuer, expiry and kind; no directory access.
+
+        A signature, once verified, stays verified: tokens seen recently skip
+        the ECDSA check (a few percent of a request), never the expiry check.
+        """
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            self._verified[token] = claims
+            if len(self._verified) > VERIFIED_CACHE:
+                self._verified.popitem(last=False)
+        elif int(claims["exp"]) + self.leeway < time.time():
+            raise ExpiredToken("token expired")
+        if claims.get("typ") != kind:
+            raise InvalidToken(f"not an {kind} token")
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token, self.key.public_key, algorithms=[ALGORITHM], issuer=self.issuer,
@@ -128,8 +148,6 @@ class Authenticator:
             raise ExpiredToken("token expired") from e
         except jwt.PyJWTError as e:
             raise InvalidToken("invalid token") from e
-        if claims.get("typ") != kind:
-            raise InvalidToken(f"not an {kind} token")
         return claims
 
     async def user_for(self, token: str, kind: TokenKind = "access") -> User:

@@ -15,7 +15,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 from litestar.testing import TestClient
 
-from app.auth import SigningKey
+from app.auth import Authenticator, ExpiredToken, SigningKey
 from app.config import Config
 from app.main import create_app
 from app.runtime import Runtime
@@ -178,3 +178,13 @@ def test_signing_key_is_created_once_and_kept(tmp_path: Path) -> None:
     again = SigningKey.load_or_create(path)
     assert again.kid == first.kid and again.jwks() == first.jwks()
     assert "d" not in first.jwks()["keys"][0]
+
+
+def test_a_cached_signature_still_expires(runtime: Runtime) -> None:
+    short = Authenticator(runtime.service, runtime.auth.key, issuer="userdir", access_ttl=1,
+                          refresh_ttl=10, leeway=0)
+    token = short.issue(create(runtime), "access")
+    assert short.decode(token)["typ"] == "access"  # verified, now cached
+    time.sleep(2.1)
+    with pytest.raises(ExpiredToken):
+        short.decode(token)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ldap3 import BASE, SAFE_SYNC, Connection
+from ldap3 import BASE, SYNC, Connection
 
 from app.directory.errors import CONNECTION_ERRORS
 from app.directory.groups import GroupChanged, Groups
@@ -13,7 +13,7 @@ from app.directory.locks import Locks
 from app.directory.names import Tree
 from app.directory.operations import Ldap
 from app.directory.people import People, PersonEntry
-from app.directory.pool import ConnectionPool, Endpoint, close_quietly
+from app.directory.pool import ConnectionPool, Endpoint, close_quietly, execute
 
 __all__ = ["Directory", "Endpoint", "GroupChanged", "PersonEntry", "Tree"]
 
@@ -34,12 +34,12 @@ class Directory:
 
     def ping(self, timeout: float = 1.0) -> bool:
         """Does slapd answer a root DSE read within `timeout`, on a fresh connection?"""
-        conn = Connection(self.endpoint.server(timeout), client_strategy=SAFE_SYNC,
+        conn = Connection(self.endpoint.server(timeout), client_strategy=SYNC,
                           receive_timeout=max(1, math.ceil(timeout)), raise_exceptions=False)
         try:
             conn.open()
-            _, result, _, _ = conn.search("", "(objectClass=*)", search_scope=BASE,
-                                          attributes=["1.1"])
+            result, _ = execute(conn, "search", "", "(objectClass=*)", search_scope=BASE,
+                                attributes=["1.1"])
             return bool(result["result"] == 0)
         except CONNECTION_ERRORS:
             return False

@@ -29,7 +29,7 @@ from app.directory.controls import (
 )
 from app.directory.errors import BUSY, raise_for_result, translated
 from app.directory.operations import Entry, Ldap
-from app.directory.pool import Endpoint, close_quietly
+from app.directory.pool import Endpoint, close_quietly, execute
 from app.domain import Busy, Unavailable
 
 VLV_ERROR = 76  # LDAP_VLV_ERROR: e.g. an offset past the end
@@ -125,9 +125,9 @@ class Listing:
         controls = [server_sort(list(sort)),
                     virtual_list_view(offset + 1, max(limit - 1, 0), context)]
         with translated():
-            _, result, response, _ = slot.conn.search(
-                base, filter_string, search_scope=SUBTREE, attributes=list(attributes),
-                controls=controls,
+            result, response = execute(
+                slot.conn, "search", base, filter_string, search_scope=SUBTREE,
+                attributes=list(attributes), controls=controls,
             )
         slot.last_used = time.monotonic()
         vlv = result.get("controls", {}).get(VLV_RESPONSE)

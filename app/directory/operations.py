@@ -9,7 +9,7 @@ from ldap3 import BASE, SUBTREE
 
 from app.directory.controls import Control
 from app.directory.errors import LdapResult, raise_for_result
-from app.directory.pool import ConnectionPool
+from app.directory.pool import ConnectionPool, execute
 from app.domain import NotFound, Unavailable
 
 Entry = dict[str, Any]
@@ -38,9 +38,10 @@ class Ldap:
         for attempt in (1, 2):
             try:
                 with self.pool.connection() as conn:
-                    _, result, response, _ = conn.search(
-                        base, filter_string, search_scope=scope, attributes=list(attributes),
-                        controls=list(controls) if controls else None, size_limit=size_limit,
+                    result, response = execute(
+                        conn, "search", base, filter_string, search_scope=scope,
+                        attributes=list(attributes), size_limit=size_limit,
+                        controls=list(controls) if controls else None,
                     )
                 break
             except Unavailable:
@@ -63,15 +64,15 @@ class Ldap:
     def add(self, dn: str, object_classes: Sequence[str], attributes: Mapping[str, Any],
             subject: str = "entry") -> None:
         with self.pool.connection() as conn:
-            _, result, _, _ = conn.add(dn, list(object_classes), dict(attributes))
+            result, _ = execute(conn, "add", dn, list(object_classes), dict(attributes))
         raise_for_result(result, subject)
 
     def modify(self, dn: str, changes: Changes, *, controls: Sequence[Control] | None = None,
                tolerate: Iterable[int] = (), subject: str = "entry") -> dict[str, Any]:
         """Apply changes atomically; result codes in `tolerate` are returned, not raised."""
         with self.pool.connection() as conn:
-            _, result, _, _ = conn.modify(dn, dict(changes),
-                                          controls=list(controls) if controls else None)
+            result, _ = execute(conn, "modify", dn, dict(changes),
+                                controls=list(controls) if controls else None)
         if result["result"] not in tolerate:
             raise_for_result(result, subject)
         return dict(result)
@@ -79,19 +80,20 @@ class Ldap:
     def rename(self, dn: str, new_rdn: str, new_superior: str | None = None,
                subject: str = "entry") -> None:
         with self.pool.connection() as conn:
-            _, result, _, _ = conn.modify_dn(dn, new_rdn, delete_old_dn=True,
-                                             new_superior=new_superior)
+            result, _ = execute(conn, "modify_dn", dn, new_rdn, delete_old_dn=True,
+                                new_superior=new_superior)
         raise_for_result(result, subject)
 
     def delete(self, dn: str, *, controls: Sequence[Control] | None = None,
                subject: str = "entry") -> None:
         with self.pool.connection() as conn:
-            _, result, _, _ = conn.delete(dn, controls=list(controls) if controls else None)
+            result, _ = execute(conn, "delete", dn,
+                                controls=list(controls) if controls else None)
         raise_for_result(result, subject)
 
     def extended(self, oid: str, value: Any, subject: str = "entry") -> dict[str, Any]:
         with self.pool.connection() as conn:
-            _, result, _, _ = conn.extended(oid, value)
+            result, _ = execute(conn, "extended", oid, value)
         raise_for_result(result, subject)
         return dict(result)
 

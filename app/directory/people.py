@@ -18,7 +18,7 @@ from app.directory.errors import NO_SUCH_ATTRIBUTE, raise_for_result, translated
 from app.directory.listing import Listing
 from app.directory.names import Tree
 from app.directory.operations import Entry, Ldap
-from app.directory.pool import Endpoint, close_quietly
+from app.directory.pool import Endpoint, close_quietly, execute
 from app.directory.schema import (
     LOCKED_FOREVER,
     PERSON_CLASSES,
@@ -220,8 +220,9 @@ class People:
         conn = self.endpoint.connect(dn, old_password)
         try:
             with translated():
-                _, result, _, _ = conn.extended(
-                    PASSWORD_MODIFY, _password_request(dn, old_password, new_password))
+                result, _ = execute(
+                    conn, "extended", PASSWORD_MODIFY,
+                    _password_request(dn, old_password, new_password))
             raise_for_result(result, "user")
         finally:
             close_quietly(conn)
