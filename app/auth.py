@@ -17,8 +17,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.domain import DomainError, NotFound, PermissionDenied, User
+from app.domain import DomainError, NotFound, PermissionDenied, Principal, User
 from app.service import UserService
+
+Identity = User | Principal  # anything with uuid, username and account_type
 
 ALGORITHM = "ES256"
 VERIFIED_CACHE = 4096
@@ -105,11 +107,11 @@ class Authenticator:
         user = await self.service.authenticate(login, password, by=by)
         return self.issue_pair(user)
 
-    def issue_pair(self, user: User) -> TokenPair:
+    def issue_pair(self, user: Identity) -> TokenPair:
         return TokenPair(self.issue(user, "access"), self.issue(user, "refresh"),
                          self.ttl["access"])
 
-    def issue(self, user: User, kind: TokenKind) -> str:
+    def issue(self, user: Identity, kind: TokenKind) -> str:
         now = int(time.time())
         claims = {
             "iss": self.issuer, "sub": user.uuid, "uid": user.username,
@@ -150,12 +152,12 @@ class Authenticator:
             raise InvalidToken("invalid token") from e
         return claims
 
-    async def user_for(self, token: str, kind: TokenKind = "access") -> User:
-        """The token's user, read now: tokens die with the account, and a
-        password change revokes every token issued before it."""
+    async def user_for(self, token: str, kind: TokenKind = "access") -> Principal:
+        """The token's user, read now: tokens die with the account, a password
+        change revokes every token issued before it, roles count as they are now."""
         claims = self.decode(token, kind)
         try:
-            user = await self.service.user_by_uuid(str(claims["sub"]))
+            user = await self.service.principal(str(claims["sub"]))
         except NotFound as e:
             raise UnknownUser("the token's user no longer exists") from e
         if not user.active:
@@ -165,7 +167,7 @@ class Authenticator:
             raise InvalidToken("token issued before the last password change")
         return user
 
-    async def user_for_header(self, authorization: str | None) -> User:
+    async def user_for_header(self, authorization: str | None) -> Principal:
         return await self.user_for(bearer_token(authorization))
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -184,22 +186,22 @@ def bearer_token(authorization: str | None) -> str:
 
 # --- guards: each raises PermissionDenied, which every dialect words itself ---
 
-def require_admin(user: User) -> None:
+def require_admin(user: Identity) -> None:
     if not user.is_admin:
         raise PermissionDenied("admin rights required")
 
 
-def require_staff(user: User) -> None:
+def require_staff(user: Identity) -> None:
     if not user.is_staff:
         raise PermissionDenied("staff rights required")
 
 
-def require_self_or_admin(user: User, username: str) -> None:
+def require_self_or_admin(user: Identity, username: str) -> None:
     if not (user.is_admin or user.username.lower() == username.lower()):
         raise PermissionDenied("only the user himself or an admin may do this")
 
 
-def require_self_or_staff(user: User, username: str) -> None:
+def require_self_or_staff(user: Identity, username: str) -> None:
     if not (user.is_staff or user.username.lower() == username.lower()):
         raise PermissionDenied("only the user himself or staff may do this")
 

@@ -92,6 +92,26 @@ class User(Struct, frozen=True, kw_only=True):
         return AccountTypes.is_staff(self.account_type)
 
 
+class Principal(Struct, frozen=True, kw_only=True):
+    """Who is calling: what authorization needs, read afresh on every request
+    (a small read: the profile fields are not part of it)."""
+
+    uuid: str
+    id: int | None
+    username: str
+    account_type: str
+    active: bool
+    password_changed: datetime | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.account_type == ADMIN
+
+    @property
+    def is_staff(self) -> bool:
+        return AccountTypes.is_staff(self.account_type)
+
+
 class Profile(Struct, kw_only=True):
     """Profile fields to write. UNSET: leave as is; None: remove."""
 

@@ -6,6 +6,7 @@ import hashlib
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -49,6 +50,7 @@ class Pictures:
     def __init__(self, settings: PictureSettings | None = None) -> None:
         self.settings = settings or PictureSettings()
         self._thumbnails: OrderedDict[str, bytes] = OrderedDict()
+        self._versions: OrderedDict[Hashable, str] = OrderedDict()
         self._lock = threading.Lock()
         self.thumbnails_made = 0
 
@@ -76,7 +78,14 @@ class Pictures:
         self._open(stored, ["JPEG"], missing=NoPicture)
         return Picture(stored, _etag("p", stored))
 
-    def thumbnail(self, stored: bytes | None) -> Picture:
+    def cached_thumbnail(self, version: Hashable) -> Picture | None:
+        """The thumbnail made for this exact version of an entry, if still cached."""
+        with self._lock:
+            key = self._versions.get(version)
+            data = self._thumbnails.get(key) if key else None
+        return Picture(data, key) if data is not None and key else None
+
+    def thumbnail(self, stored: bytes | None, version: Hashable = None) -> Picture:
         if not stored:
             raise NoPicture("No picture.")
         side = self.settings.thumbnail_side
@@ -85,6 +94,7 @@ class Pictures:
             cached = self._thumbnails.get(key)
             if cached is not None:
                 self._thumbnails.move_to_end(key)
+                self._remember(version, key)
                 return Picture(cached, key)
         image = self._open(stored, ["JPEG"], missing=NoPicture)
         try:
@@ -100,7 +110,16 @@ class Pictures:
             self._thumbnails[key] = data
             while len(self._thumbnails) > self.settings.cache_entries:
                 self._thumbnails.popitem(last=False)
+            self._remember(version, key)
         return Picture(data, key)
+
+    def _remember(self, version: Hashable, key: str) -> None:
+        if version is None:
+            return
+        self._versions[version] = key
+        self._versions.move_to_end(version)
+        while len(self._versions) > self.settings.cache_entries:
+            self._versions.popitem(last=False)
 
     def _open(self, raw: bytes, formats: list[str],
               missing: type[DomainError] = InvalidPicture) -> Image.Image:

@@ -22,9 +22,11 @@ from app.directory import Directory, GroupChanged, PersonEntry, queries
 from app.directory import names as n
 from app.directory.schema import (
     LOCKED_FOREVER,
+    PRINCIPAL_ATTRIBUTES,
     GroupTypes,
     profile_attributes,
     profile_modifications,
+    to_principal,
     to_user,
     values,
 )
@@ -41,6 +43,7 @@ from app.domain import (
     NotFound,
     Order,
     Page,
+    Principal,
     Profile,
     SortKey,
     User,
@@ -116,6 +119,14 @@ class UserService:
     @reads
     def user_by_uuid(self, uuid: str) -> User:
         return self._user(self._find("entryUUID", uuid))
+
+    @reads
+    def principal(self, uuid: str) -> Principal:
+        """Who holds a token, as the directory says now (NotFound if gone)."""
+        person = self.directory.people.find("entryUUID", uuid, PRINCIPAL_ATTRIBUTES)
+        if person is None:
+            raise NotFound("user not found")
+        return to_principal(person.entry, self.group_types)
 
     @reads
     def list_users(self, query: UserQuery) -> Page:
@@ -254,7 +265,16 @@ class UserService:
 
     @reads
     def thumbnail(self, username: str) -> Picture:
-        return self.pictures.thumbnail(self.directory.people.photo(self._person(username).dn))
+        """The entry's entryCSN says whether it changed since its thumbnail was
+        made: an unchanged entry costs one small read, not its picture."""
+        if not is_valid_username(username):
+            raise NotFound("user not found")
+        person = self.directory.people.find("uid", username, ["entryCSN"])
+        if person is None:
+            raise NotFound("user not found")
+        version = (person.dn, *values(person.entry, "entryCSN"))
+        return self.pictures.cached_thumbnail(version) or self.pictures.thumbnail(
+            self.directory.people.photo(person.dn), version)
 
     @reads
     def with_pictures(self, users: list[User]) -> set[str]:

@@ -189,3 +189,15 @@ def test_with_pictures_finds_them_in_one_search(client: Client, runtime: Runtime
     put_picture(client, name, headers, image_bytes("PNG"))
     pictured, plain = run(runtime.service.get_user(name)), create(runtime)
     assert run(runtime.service.with_pictures([pictured, plain])) == {pictured.uuid}
+
+
+def test_an_unchanged_entry_needs_no_picture_transfer(client: Client, runtime: Runtime) -> None:
+    name, headers = user_with_token(client, runtime)
+    put_picture(client, name, headers, image_bytes("PNG", (800, 600)))
+    ldap = client.app.state.runtime.directory.ldap
+    first = client.get(f"/people/{name}/photo/thumbnail")
+    before = ldap.entries_received
+    again = client.get(f"/people/{name}/photo/thumbnail", headers={"If-None-Match":
+                                                                   first.headers["etag"]})
+    assert again.status_code == 304
+    assert ldap.entries_received - before == 1  # the entryCSN read; not the picture

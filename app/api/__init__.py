@@ -9,7 +9,7 @@ from litestar import Request, Router
 from litestar.di import NamedDependency, Provide
 
 from app.config import Config
-from app.domain import User
+from app.domain import Principal
 from app.runtime import Runtime
 
 # Each dialect module exposes `router(prefix: str) -> Router`, mounted at its
@@ -18,7 +18,7 @@ DIALECT_MODULES: dict[str, str] = {
 }
 
 Rt = NamedDependency[Runtime]
-Caller = NamedDependency[User]
+Caller = NamedDependency[Principal]
 
 
 async def runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -26,7 +26,7 @@ async def runtime(request: Request[Any, Any, Any]) -> Runtime:
     return found
 
 
-async def caller(request: Request[Any, Any, Any], runtime: Rt) -> User:
+async def caller(request: Request[Any, Any, Any], runtime: Rt) -> Principal:
     """The authenticated user, read from the directory now (TokenError otherwise)."""
     return await runtime.auth.user_for_header(request.headers.get("authorization"))
 

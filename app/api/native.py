@@ -73,8 +73,8 @@ async def refresh_token(data: JSONBody[RefreshRequest], runtime: Rt) -> TokenRes
 
 
 @get("/auth/me", summary="The authenticated user")
-async def me(caller: Caller) -> Person:
-    return Person.of(caller)
+async def me(caller: Caller, runtime: Rt) -> Person:
+    return Person.of(await runtime.service.user_by_uuid(caller.uuid))
 
 
 @get("/.well-known/jwks.json", summary="Public keys that verify userdir's tokens")

@@ -67,12 +67,13 @@ class People:
 
     # --- reading -----------------------------------------------------------
 
-    def find(self, attribute: str, value: str) -> PersonEntry | None:
+    def find(self, attribute: str, value: str,
+             attributes: list[str] = USER_ATTRIBUTES) -> PersonEntry | None:
         """The person whose `attribute` equals `value` (uid, mail, uidNumber, entryUUID)."""
         entries, _ = self.ldap.search(
             self.tree.people, names.all_of("(objectClass=inetOrgPerson)",
                                            names.equals(attribute, value)),
-            USER_ATTRIBUTES, size_limit=2, subject="user",
+            attributes, size_limit=2, subject="user",
         )
         return PersonEntry(entries[0]["dn"], entries[0]) if entries else None
 

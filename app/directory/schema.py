@@ -10,7 +10,7 @@ from ldap3 import MODIFY_REPLACE
 from msgspec import UNSET
 
 from app.directory.names import first_rdn_value, normalise_dn
-from app.domain import AccountTypes, Profile, User
+from app.domain import AccountTypes, Principal, Profile, User
 
 PERSON_CLASSES = ["inetOrgPerson", "posixAccount", "userdirPerson"]
 USERDIR_CLASS = "userdirperson"
@@ -46,6 +46,8 @@ USERDIR_ATTRIBUTES = frozenset(
 EXACT_ATTRIBUTES: dict[str, str] = {
     "username": "uid", "id": "uidNumber", "uuid": "entryUUID", **PROFILE_ATTRIBUTES,
 }
+PRINCIPAL_ATTRIBUTES = ["uid", "uidNumber", "entryUUID", "memberOf", "pwdAccountLockedTime",
+                        "pwdChangedTime"]
 USER_ATTRIBUTES = [
     "objectClass", "uid", "uidNumber", "entryUUID", "cn", "memberOf",
     "pwdAccountLockedTime", "createTimestamp", "modifyTimestamp",
@@ -112,6 +114,18 @@ def to_user(entry: Mapping[str, Any], group_types: GroupTypes) -> User:
         created=parse_time(first(entry, "createTimestamp")),
         updated=parse_time(first(entry, "modifyTimestamp")),
         last_login=parse_time(first(entry, "pwdLastSuccess")),
+        password_changed=parse_time(first(entry, "pwdChangedTime")),
+    )
+
+
+def to_principal(entry: Mapping[str, Any], group_types: GroupTypes) -> Principal:
+    uid_number = first(entry, "uidNumber")
+    return Principal(
+        uuid=first(entry, "entryUUID") or "",
+        id=int(uid_number) if uid_number and uid_number.isdigit() else None,
+        username=first(entry, "uid") or first_rdn_value(entry["dn"]),
+        account_type=group_types.type_of(values(entry, "memberOf")),
+        active=first(entry, "pwdAccountLockedTime") != LOCKED_FOREVER,
         password_changed=parse_time(first(entry, "pwdChangedTime")),
     )
 
