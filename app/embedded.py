@@ -325,10 +325,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             slapd = Slapd(args.data_dir, args.port, args.host)
             slapd.start()
             print(f"slapd listening on {slapd.url}", flush=True)
-            signal.signal(signal.SIGTERM, lambda *_: slapd.stop())
+            process = slapd.process
+            assert process is not None
+            # `docker stop` sends SIGTERM: pass it on and let the wait below
+            # return when slapd has shut down (stopping from inside the
+            # handler would race with that wait).
+            signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
             try:
-                assert slapd.process is not None
-                slapd.process.wait()
+                process.wait()
             except KeyboardInterrupt:
                 pass
             finally:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +76,23 @@ def test_base_dn_must_be_supported() -> None:
     with pytest.raises(embedded.SlapdError, match="base DN"):
         embedded.suffix_entry("cn=nope,dc=example,dc=org")
     assert "objectClass: organization" in embedded.suffix_entry("o=Acme")
+
+
+def test_the_image_entrypoint_stops_on_sigterm(tmp_path: Path) -> None:
+    """`docker stop` sends SIGTERM to `python3 -m app.embedded run`."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.embedded", "run", "--data-dir", str(tmp_path / "d"),
+         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "listening" in line:
+                break
+        pid = int((tmp_path / "d" / "run" / "slapd.pid").read_text())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        process.kill()
