@@ -5,7 +5,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed
 APT_PACKAGES := slapd ldap-utils
 
-.PHONY: run test lint check-system clean
+.PHONY: run test lint bench check-system clean
 
 run: $(STAMP)
 	$(VENV)/bin/userdir serve
@@ -14,6 +14,12 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check app tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+# Writes bench/RESULTS.md and bench/results.json (about two minutes; wrk is
+# used for throughput runs when installed: apt-get install wrk).
+bench: $(STAMP)
+	@command -v wrk >/dev/null || [ "$$(id -u)" -ne 0 ] || apt-get install -y wrk >/dev/null
+	$(VENV)/bin/python -m bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests

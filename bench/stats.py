@@ -1,0 +1,24 @@
+"""Latency lists to the figures the report shows."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+
+def summary(latencies_ms: list[float], seconds: float, errors: int) -> dict[str, Any]:
+    ordered = sorted(latencies_ms)
+    count = len(ordered)
+
+    def quantile(q: float) -> float:
+        return round(ordered[min(count - 1, int(q * count))], 2) if count else float("nan")
+
+    return {
+        "requests": count,
+        "errors": errors,
+        "seconds": round(seconds, 2),
+        "per_second": round(count / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(statistics.median(ordered), 2) if count else float("nan"),
+        "p99_ms": quantile(0.99),
+        "max_ms": round(ordered[-1], 2) if count else float("nan"),
+    }
