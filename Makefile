@@ -11,7 +11,7 @@ run: $(STAMP)
 	$(VENV)/bin/userdir serve
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
@@ -22,7 +22,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/mypy
 
 # Debian's slapd and the OpenLDAP client tools; python3-venv where the

@@ -97,9 +97,9 @@ class Run:
                           "api": api, "raw": raw, "ratio": ratio, "target": target,
                           "met": met})
         shown = f"ratio {ratio}" if ratio is not None else ""
+        verdict = {True: "ok", False: "MISSED", None: ""}[met]
         print(f"  {scenario} [{size} users, {workers}w]: api p50 {api.get('p50_ms')} ms, "
-              f"{api.get('per_second')}/s {shown} {'ok' if met else 'MISSED' if met is False else ''}",
-              flush=True)
+              f"{api.get('per_second')}/s {shown} {verdict}", flush=True)
 
 
 def listing(run: Run, url: str, token: str, ldap: dict[str, Any], size: int,
@@ -128,11 +128,11 @@ def throughput(run: Run, name: str, size: int, workers: int, load: dict[str, Any
     base = measure("bench.raw", {"duration": run.duration, **raw})
     ratio = round(api["per_second"] / base["per_second"], 2) if base["per_second"] else None
     met = ratio is not None and ratio >= target and api["errors"] == 0
-    run.row(name, size, workers, api, base, f"≥ {target} × raw throughput", met, ratio)
+    run.row(name, size, workers, api, base, f"≥ {target} x raw throughput", met, ratio)
 
 
 def big_jpeg() -> bytes:
-    """A 24-megapixel JPEG (6000×4000) with some detail, as a camera might give."""
+    """A 24-megapixel JPEG (6000x4000) with some detail, as a camera might give."""
     image = Image.radial_gradient("L").resize((6000, 4000)).convert("RGB")
     out = BytesIO()
     image.save(out, "JPEG", quality=90)

@@ -12,12 +12,12 @@ if TYPE_CHECKING:
 
 def _cell(summary: dict[str, Any] | None, key: str) -> str:
     if not summary or summary.get(key) is None:
-        return "–"
+        return "-"
     return str(summary[key])
 
 
 def _verdict(met: bool | None) -> str:
-    return {True: "met", False: "**MISSED**", None: "–"}[met]
+    return {True: "met", False: "**MISSED**", None: "-"}[met]
 
 
 def cross_size(run: Run) -> list[dict[str, Any]]:
@@ -65,7 +65,7 @@ def write(out: Path, meta: dict[str, Any], run: Run) -> None:
             f"| {row['scenario']} | {row['users']} | {row['workers']} | {_cell(api, 'p50_ms')} "
             f"| {_cell(api, 'p99_ms')} | {_cell(api, 'per_second')} | {_cell(raw, 'p50_ms')} "
             f"| {_cell(raw, 'p99_ms')} | {_cell(raw, 'per_second')} "
-            f"| {row['ratio'] if row['ratio'] is not None else '–'} | {row['target']} "
+            f"| {row['ratio'] if row['ratio'] is not None else '-'} | {row['target']} "
             f"| {_verdict(row['met'])} |")
     lines += ["", "Listing ratios are API p50 / raw p50 (latency); throughput ratios are",
               "API /s ÷ raw /s.", "", "| check | value | target | verdict |", "|---|---|---|---|"]

@@ -9,7 +9,7 @@ from app import embedded
 
 BASE_DN = "dc=example,dc=org"
 PEOPLE = f"ou=people,{BASE_DN}"
-PASSWORD = "Bench-Password-1"
+PASSWORD = "Bench-Password-1"  # noqa: S105 - the seeded users' known password
 ADMIN = "benchadmin"
 GROUPS = ("user", "staff", "admin")
 
