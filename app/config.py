@@ -42,8 +42,8 @@ class LdapConfig(_Section):
     bind_dn: str = ""
     bind_password: str = ""
     pool_size: Annotated[int, Meta(ge=1, le=64)] = 4
-    connect_timeout: Seconds = 3.0
-    operation_timeout: Seconds = 5.0
+    connect_timeout: Seconds = 2.0
+    operation_timeout: Seconds = 4.0
 
     @property
     def embedded(self) -> bool:

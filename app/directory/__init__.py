@@ -40,7 +40,10 @@ class Directory:
             conn.open()
             result, _ = execute(conn, "search", "", "(objectClass=*)", search_scope=BASE,
                                 attributes=["1.1"])
-            return bool(result["result"] == 0)
+            up = bool(result["result"] == 0)
+            if up:
+                self.endpoint.breaker.reset()  # back: no need to wait out the pause
+            return up
         except CONNECTION_ERRORS:
             return False
         finally:

@@ -50,6 +50,11 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+class StaleConnection(Unavailable):
+    """A pooled connection that had died while idle (slapd restarted):
+    nothing reached the new slapd, so a read may be retried at once."""
+
+
 class LdapResult(DomainError):
     """A result code the gateway handles itself (assertion failed, value exists...)."""
 

@@ -29,7 +29,7 @@ from app.directory.controls import (
 )
 from app.directory.errors import BUSY, raise_for_result, translated
 from app.directory.operations import Entry, Ldap
-from app.directory.pool import Endpoint, close_quietly, execute
+from app.directory.pool import STALE_FAILURE_SECONDS, Endpoint, close_quietly, execute
 from app.domain import Busy, Unavailable
 
 VLV_ERROR = 76  # LDAP_VLV_ERROR: e.g. an offset past the end
@@ -67,6 +67,7 @@ class Listing:
     def window(self, base: str, filter_string: str, sort: Sequence[SortKey],
                attributes: Sequence[str], offset: int, limit: int) -> tuple[list[Entry], int]:
         """Entries offset..offset+limit-1 (0-based) of the sorted result, and its size."""
+        self.endpoint.breaker.check()
         key = (base, filter_string, tuple(sort))
         slot = self._pick(key)
         try:
@@ -75,12 +76,17 @@ class Listing:
                     reuse = self._is_fresh(slot, key)
                     if not reuse:
                         self._reset(slot)
+                    started = time.monotonic()
                     try:
                         return self._fetch(slot, key, base, filter_string, sort, attributes,
                                            offset, limit, reuse)
                     except Unavailable:
                         self._reset(slot)
-                        if attempt == 2 or not reuse:
+                        # A kept connection that died while idle (slapd
+                        # restarted) fails at once: try again on a new one.
+                        stale = reuse and time.monotonic() - started < STALE_FAILURE_SECONDS
+                        if attempt == 2 or not stale:
+                            self.endpoint.breaker.trip()
                             raise
                 raise AssertionError("unreachable")
         finally:

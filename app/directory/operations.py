@@ -8,17 +8,18 @@ from typing import Any
 from ldap3 import BASE, SUBTREE
 
 from app.directory.controls import Control
-from app.directory.errors import LdapResult, raise_for_result
+from app.directory.errors import LdapResult, StaleConnection, raise_for_result
 from app.directory.pool import ConnectionPool, execute
-from app.domain import NotFound, Unavailable
+from app.domain import NotFound
 
 Entry = dict[str, Any]
 Changes = Mapping[str, list[tuple[str, list[Any]]]]
 
 
 class Ldap:
-    """The gateway's only door to slapd. Reads are retried once on a fresh
-    connection (a pooled one may have died with a restarted slapd); writes are not."""
+    """The gateway's only door to slapd. A read that met a pooled connection
+    which died while idle (slapd restarted) is retried once on a fresh one;
+    writes are not retried."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
@@ -44,7 +45,7 @@ class Ldap:
                         controls=list(controls) if controls else None,
                     )
                 break
-            except Unavailable:
+            except StaleConnection:
                 if attempt == 2:
                     raise
         if result["result"] not in (0, 4):  # 4: sizeLimitExceeded still returns entries

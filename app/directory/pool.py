@@ -6,15 +6,38 @@ import contextlib
 import math
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ldap3 import NONE, SYNC, Connection, Server
 
-from app.directory.errors import raise_for_result, translated
+from app.directory.errors import StaleConnection, raise_for_result, translated
 from app.domain import Unavailable
+
+STALE_FAILURE_SECONDS = 0.5
+
+
+class Breaker:
+    """After a timeout or a refused connection, fail at once for `pause`
+    seconds rather than let every queued request wait out its own timeout
+    (SPEC §6: fail fast while slapd is away, recover alone when it is back)."""
+
+    def __init__(self, pause: float = 1.0) -> None:
+        self.pause = pause
+        self._open_until = 0.0
+
+    def check(self) -> None:
+        if time.monotonic() < self._open_until:
+            raise Unavailable("directory unavailable (it failed a moment ago)")
+
+    def trip(self) -> None:
+        self._open_until = time.monotonic() + self.pause
+
+    def reset(self) -> None:
+        self._open_until = 0.0
 
 
 @dataclass(frozen=True)
@@ -24,8 +47,9 @@ class Endpoint:
     url: str
     bind_dn: str
     password: str
-    connect_timeout: float = 3.0
-    operation_timeout: float = 5.0
+    connect_timeout: float = 2.0
+    operation_timeout: float = 4.0
+    breaker: Breaker = field(default_factory=Breaker, compare=False)
 
     def server(self, connect_timeout: float | None = None) -> Server:
         return Server(
@@ -35,6 +59,7 @@ class Endpoint:
     def connect(self, bind_dn: str | None = None, password: str | None = None,
                 timeout: float | None = None) -> Connection:
         """A new connection, bound as the service (or as whoever is given)."""
+        self.breaker.check()
         conn = Connection(
             self.server(timeout),
             user=bind_dn if bind_dn is not None else self.bind_dn,
@@ -51,9 +76,13 @@ class Endpoint:
             check_names=False,
             read_only=False,
         )
-        with translated():
-            conn.open()
-            result, _ = execute(conn, "bind")
+        try:
+            with translated():
+                conn.open()
+                result, _ = execute(conn, "bind")
+        except Unavailable:
+            self.breaker.trip()
+            raise
         if result["result"] != 0:
             close_quietly(conn)
             raise_for_result(result, "bind")
@@ -84,15 +113,21 @@ class ConnectionPool:
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
+        breaker = self.endpoint.breaker
+        breaker.check()
         if not self._slots.acquire(timeout=self.endpoint.operation_timeout):
             raise Unavailable("no directory connection became free in time")
         try:
-            conn = self._take()
+            conn, reused = self._take()
+            started = time.monotonic()
             try:
                 with translated():
                     yield conn
-            except Unavailable:
+            except Unavailable as e:
                 close_quietly(conn)
+                if reused and time.monotonic() - started < STALE_FAILURE_SECONDS:
+                    raise StaleConnection(e.message) from e
+                breaker.trip()
                 raise
             except BaseException:
                 self._idle.put(conn)
@@ -102,14 +137,15 @@ class ConnectionPool:
         finally:
             self._slots.release()
 
-    def _take(self) -> Connection:
+    def _take(self) -> tuple[Connection, bool]:
+        """An idle connection (True: reused) or a new one."""
         while True:
             try:
                 conn = self._idle.get_nowait()
             except queue.Empty:
-                return self.endpoint.connect()
+                return self.endpoint.connect(), False
             if not conn.closed:
-                return conn
+                return conn, True
 
     def close(self) -> None:
         while True:
