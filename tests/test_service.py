@@ -207,3 +207,16 @@ def test_bootstrap_is_idempotent(runtime: Runtime) -> None:
     assert run(runtime.service.bootstrap("someone-else", "", "")) is None
     with pytest.raises(NotFound):
         run(runtime.service.get_user("someone-else"))
+
+
+@pytest.mark.parametrize("password", ["Non\u00a0Breaking-Space-1", "Ligature-\ufb01-Word-2",
+                                      "Tab\tInside-Password-3"])
+def test_passwords_are_checked_exactly_as_set(runtime: Runtime, password: str) -> None:
+    """ldap3 applies SASLprep to bind passwords (mapping, normalising, refusing
+    control characters) unless given bytes; slapd hashed the password as it
+    was set. A password must verify exactly as received (ASVS 6.2.8)."""
+    user = run(runtime.service.create_user(NewUser(username=unique("prep"), password=password)))
+    assert run(runtime.service.authenticate(user.username, password)).uuid == user.uuid
+    with pytest.raises(AuthenticationFailed):
+        run(runtime.service.authenticate(user.username, password.replace("\u00a0", " ")
+                                         .replace("\ufb01", "fi").replace("\t", " ")))

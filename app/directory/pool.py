@@ -60,10 +60,14 @@ class Endpoint:
                 timeout: float | None = None) -> Connection:
         """A new connection, bound as the service (or as whoever is given)."""
         self.breaker.check()
+        secret = password if password is not None else self.password
         conn = Connection(
             self.server(timeout),
             user=bind_dn if bind_dn is not None else self.bind_dn,
-            password=password if password is not None else self.password,
+            # As bytes: ldap3 would otherwise SASLprep a str (mapping, normalising,
+            # refusing control characters), while slapd hashed the password
+            # exactly as it was set. It must be checked exactly as received.
+            password=secret.encode(),
             # SYNC, not SAFE_SYNC: a connection serves one borrower at a time
             # here, and SAFE_SYNC deep-copies every response (~20% of an op).
             client_strategy=SYNC,
