@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -21,6 +22,7 @@ from app.api.native_models import (
     PeoplePage,
     Person,
     PersonPatch,
+    Problem,
     RefreshRequest,
     TokenRequest,
     TokenResponse,
@@ -54,35 +56,50 @@ from app.domain import (
 from app.pictures import InvalidPicture, NoPicture
 
 PROBLEM = "application/problem+json"
+ERRORS = {
+    status: ResponseSpec(Problem, description=description, media_type=PROBLEM,
+                         generate_examples=False)
+    for status, description in {
+        400: "Malformed request (bad JSON, unknown or mistyped fields)",
+        401: "Missing, invalid or expired token; wrong credentials; disabled account",
+        403: "Authenticated, but not allowed",
+        404: "No such user, group or picture",
+        409: "Already exists, or the last admin would go",
+        413: "Body too large",
+        415: "Unsupported media type",
+        422: "Invalid value, or refused by the password policy",
+        503: "The directory is unavailable or busy (Retry-After)",
+    }.items()
+}
 log = logging.getLogger("userdir.api")
 
 
 # --- authentication ----------------------------------------------------------
 
-@post("/auth/token", summary="Log in (username or email + password)")
+@post("/auth/token", responses=ERRORS, summary="Log in (username or email + password)")
 async def issue_token(data: JSONBody[TokenRequest], runtime: Rt) -> TokenResponse:
     login, by = (data.username, "username") if data.username else (data.email or "", "email")
     pair = await runtime.auth.login(login, data.password, by=by)
     return TokenResponse(pair.access, pair.refresh, expires_in=pair.expires_in)
 
 
-@post("/auth/refresh", summary="A new access token for a refresh token")
+@post("/auth/refresh", responses=ERRORS, summary="A new access token for a refresh token")
 async def refresh_token(data: JSONBody[RefreshRequest], runtime: Rt) -> TokenResponse:
     pair = await runtime.auth.refresh(data.refresh_token)
     return TokenResponse(pair.access, pair.refresh, expires_in=pair.expires_in)
 
 
-@get("/auth/me", summary="The authenticated user")
+@get("/auth/me", responses=ERRORS, summary="The authenticated user")
 async def me(caller: Caller, runtime: Rt) -> Person:
     return Person.of(await runtime.service.user_by_uuid(caller.uuid))
 
 
-@get("/.well-known/jwks.json", summary="Public keys that verify userdir's tokens")
+@get("/.well-known/jwks.json", responses=ERRORS, summary="Public keys that verify userdir's tokens")
 async def jwks(runtime: Rt) -> dict[str, Any]:
     return runtime.auth.key.jwks()
 
 
-@get("/health", summary="Is the directory answering?")
+@get("/health", responses=ERRORS, summary="Is the directory answering?")
 async def health(runtime: Rt) -> Response[Health]:
     up = await asyncio.to_thread(runtime.directory.ping, 1.0)
     if up:
@@ -95,7 +112,7 @@ async def health(runtime: Rt) -> Response[Health]:
 SortName = Literal["username", "display_name", "created", "id", "account_type"]
 
 
-@get("/people", summary="List people (staff)")
+@get("/people", responses=ERRORS, summary="List people (staff)")
 async def list_people(
     caller: Caller,
     runtime: Rt,
@@ -120,19 +137,20 @@ async def list_people(
     return PeoplePage([Person.of(u) for u in found.users], found.total, page, per_page)
 
 
-@post("/people", summary="Create a person (admin)")
+@post("/people", responses=ERRORS, summary="Create a person (admin)")
 async def create_person(data: JSONBody[NewPerson], caller: Caller, runtime: Rt) -> Person:
     require_admin(caller)
     return Person.of(await runtime.service.create_user(data.to_domain()))
 
 
-@get("/people/{username:str}", summary="One person (himself or staff)")
+@get("/people/{username:str}", responses=ERRORS, summary="One person (himself or staff)")
 async def get_person(username: FromPath[str], caller: Caller, runtime: Rt) -> Person:
     require_self_or_staff(caller, username)
     return Person.of(await runtime.service.get_user(username))
 
 
-@patch("/people/{username:str}", summary="Change profile fields (himself or admin)")
+@patch("/people/{username:str}", responses=ERRORS,
+       summary="Change profile fields (himself or admin)")
 async def patch_person(username: FromPath[str], data: JSONBody[PersonPatch], caller: Caller,
                        runtime: Rt) -> Person:
     require_self_or_admin(caller, username)
@@ -141,33 +159,35 @@ async def patch_person(username: FromPath[str], data: JSONBody[PersonPatch], cal
     return Person.of(await runtime.service.update_user(username, data.to_domain()))
 
 
-@delete("/people/{username:str}", summary="Delete a person (admin)")
+@delete("/people/{username:str}", responses=ERRORS, summary="Delete a person (admin)")
 async def delete_person(username: FromPath[str], caller: Caller, runtime: Rt) -> None:
     require_admin(caller)
     await runtime.service.delete_user(username)
 
 
-@put("/people/{username:str}/type", summary="Set the account type (admin)")
+@put("/people/{username:str}/type", responses=ERRORS, summary="Set the account type (admin)")
 async def set_type(username: FromPath[str], data: JSONBody[TypeChange], caller: Caller,
                    runtime: Rt) -> Person:
     require_admin(caller)
     return Person.of(await runtime.service.set_account_type(username, data.account_type))
 
 
-@post("/people/{username:str}/disable", summary="Disable: no login, no LDAP bind (admin)",
+@post("/people/{username:str}/disable", responses=ERRORS,
+      summary="Disable: no login, no LDAP bind (admin)",
       status_code=200)
 async def disable_person(username: FromPath[str], caller: Caller, runtime: Rt) -> Person:
     require_admin(caller)
     return Person.of(await runtime.service.disable_user(username))
 
 
-@post("/people/{username:str}/enable", summary="Enable again (admin)", status_code=200)
+@post("/people/{username:str}/enable", responses=ERRORS,
+      summary="Enable again (admin)", status_code=200)
 async def enable_person(username: FromPath[str], caller: Caller, runtime: Rt) -> Person:
     require_admin(caller)
     return Person.of(await runtime.service.enable_user(username))
 
 
-@put("/people/{username:str}/password", status_code=204,
+@put("/people/{username:str}/password", responses=ERRORS, status_code=204,
      summary="Set a password: himself with the current one, or an admin for another")
 async def set_password(username: FromPath[str], data: JSONBody[PasswordChange], caller: Caller,
                        runtime: Rt) -> None:
@@ -187,13 +207,15 @@ async def put_photo(request: Request[Any, Any, Any], username: FromPath[str], ca
     await runtime.service.set_picture(username, await read_upload(request))
 
 
-@delete("/people/{username:str}/photo", summary="Remove the picture (himself or admin)")
+@delete("/people/{username:str}/photo", responses=ERRORS,
+        summary="Remove the picture (himself or admin)")
 async def delete_photo(username: FromPath[str], caller: Caller, runtime: Rt) -> None:
     require_self_or_admin(caller, username)
     await runtime.service.delete_picture(username)
 
 
-@get("/people/{username:str}/photo", summary="The picture (JPEG; ETag, If-None-Match)",
+@get("/people/{username:str}/photo", responses=ERRORS,
+     summary="The picture (JPEG; ETag, If-None-Match)",
      media_type="image/jpeg")
 async def get_photo(request: Request[Any, Any, Any], username: FromPath[str],
                     runtime: Rt) -> Response[bytes]:
@@ -201,7 +223,8 @@ async def get_photo(request: Request[Any, Any, Any], username: FromPath[str],
     return picture_response(request, picture, username)
 
 
-@get("/people/{username:str}/photo/thumbnail", summary="The picture's thumbnail (JPEG)",
+@get("/people/{username:str}/photo/thumbnail", responses=ERRORS,
+     summary="The picture's thumbnail (JPEG)",
      media_type="image/jpeg")
 async def get_thumbnail(request: Request[Any, Any, Any], username: FromPath[str],
                         runtime: Rt) -> Response[bytes]:
@@ -211,38 +234,39 @@ async def get_thumbnail(request: Request[Any, Any, Any], username: FromPath[str]
 
 # --- groups ------------------------------------------------------------------
 
-@get("/groups", summary="List groups (staff)")
+@get("/groups", responses=ERRORS, summary="List groups (staff)")
 async def list_groups(caller: Caller, runtime: Rt) -> list[GroupOut]:
     require_staff(caller)
     return [GroupOut.of(g) for g in await runtime.service.list_groups()]
 
 
-@post("/groups", summary="Create a group (admin)")
+@post("/groups", responses=ERRORS, summary="Create a group (admin)")
 async def create_group(data: JSONBody[NewGroup], caller: Caller, runtime: Rt) -> GroupOut:
     require_admin(caller)
     return GroupOut.of(await runtime.service.create_group(data.name, data.description))
 
 
-@get("/groups/{name:str}", summary="One group (staff)")
+@get("/groups/{name:str}", responses=ERRORS, summary="One group (staff)")
 async def get_group(name: FromPath[str], caller: Caller, runtime: Rt) -> GroupOut:
     require_staff(caller)
     return GroupOut.of(await runtime.service.get_group(name))
 
 
-@delete("/groups/{name:str}", summary="Delete a group (admin)")
+@delete("/groups/{name:str}", responses=ERRORS, summary="Delete a group (admin)")
 async def delete_group(name: FromPath[str], caller: Caller, runtime: Rt) -> None:
     require_admin(caller)
     await runtime.service.delete_group(name)
 
 
-@put("/groups/{name:str}/members/{username:str}", summary="Add a member (admin)")
+@put("/groups/{name:str}/members/{username:str}", responses=ERRORS, summary="Add a member (admin)")
 async def add_member(name: FromPath[str], username: FromPath[str], caller: Caller,
                      runtime: Rt) -> GroupOut:
     require_admin(caller)
     return GroupOut.of(await runtime.service.add_group_member(name, username))
 
 
-@delete("/groups/{name:str}/members/{username:str}", summary="Remove a member (admin)",
+@delete("/groups/{name:str}/members/{username:str}", responses=ERRORS,
+        summary="Remove a member (admin)",
         status_code=200)
 async def remove_member(name: FromPath[str], username: FromPath[str], caller: Caller,
                         runtime: Rt) -> GroupOut:
@@ -300,7 +324,7 @@ def problem(request: Request[Any, Any, Any], error: Exception) -> Response[dict[
 
 
 def router(config: Config) -> Router:
-    upload = put("/people/{username:str}/photo", status_code=204,
+    upload = put("/people/{username:str}/photo", status_code=204, responses=ERRORS,
                  request_max_body_size=config.pictures.max_upload_size,
                  summary="Upload a picture: image/jpeg|png|webp body or multipart "
                          "(himself or admin)")(put_photo)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
@@ -148,6 +148,17 @@ class GroupOut(Struct):
 class NewGroup(Struct, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=64, examples=["developers"])]
     description: Annotated[str, Meta(max_length=1024)] | None = None
+
+
+class Problem(Struct):
+    """RFC 9457 problem details: every error of the native API."""
+
+    type: Annotated[str, Meta(examples=["about:blank"])]
+    title: Annotated[str, Meta(examples=["not found"])]
+    status: Annotated[int, Meta(examples=[404])]
+    detail: Annotated[str, Meta(examples=["user not found"])]
+    field: Annotated[str, Meta(examples=["username"])] | UnsetType = UNSET
+    errors: Any | UnsetType = UNSET
 
 
 class Health(Struct):
