@@ -17,7 +17,8 @@ from msgspec import UNSET, Struct, UnsetType
 USERNAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9._@+-]{0,63}"
 # Deliberately plain: one @, no spaces or control characters, a dot in the domain.
 EMAIL_PATTERN = r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+"
-GROUP_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9._ -]{0,63}"
+# Spaces only inside: LDAP ignores them at either end ("admin " is "admin").
+GROUP_NAME_PATTERN = r"[A-Za-z0-9_]([A-Za-z0-9._ -]{0,62}[A-Za-z0-9._-])?"
 ADMIN = "admin"
 STAFF = "staff"
 

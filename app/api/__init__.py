@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import msgspec
 from litestar import Request, Router
 from litestar.di import NamedDependency, Provide
+from litestar.exceptions import ValidationException
 
 from app.config import Config
 from app.domain import Principal
@@ -32,6 +34,15 @@ async def caller(request: Request[Any, Any, Any], runtime: Rt) -> Principal:
 
 
 DEPENDENCIES = {"runtime": Provide(runtime), "caller": Provide(caller)}
+
+
+def malformed_request(error: Exception) -> bool:
+    """Errors Litestar lets through while decoding a request body: bytes that
+    are not UTF-8, and nesting deep enough to exhaust msgspec's recursion.
+    Every dialect answers them as its own 400, never a 500."""
+    if isinstance(error, ValidationException | UnicodeDecodeError | msgspec.DecodeError):
+        return True
+    return isinstance(error, RecursionError) and "deserializ" in str(error)
 
 
 def routers(config: Config) -> list[Router]:

@@ -12,7 +12,7 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from app.api import DEPENDENCIES, Caller, Rt
+from app.api import DEPENDENCIES, Caller, Rt, malformed_request
 from app.api.native_models import (
     GroupOut,
     Health,
@@ -312,9 +312,10 @@ def problem(request: Request[Any, Any, Any], error: Exception) -> Response[dict[
             headers["WWW-Authenticate"] = 'Bearer realm="userdir"'
         if isinstance(error, Busy | Unavailable):
             headers["Retry-After"] = "1"
-    elif isinstance(error, ValidationException):
+    elif malformed_request(error):
         status, title, detail = 400, "bad request", "the request is malformed"
-        extra = {"errors": error.extra} if error.extra else {}
+        if isinstance(error, ValidationException) and error.extra:
+            extra = {"errors": error.extra}
     elif isinstance(error, HTTPException):
         status, title, detail = error.status_code, str(error.detail), str(error.detail)
     if status == 500:

@@ -12,11 +12,13 @@ from app.domain import GROUP_NAME_PATTERN, InvalidInput, is_valid_username
 
 
 def filter_value(value: str) -> str:
-    """RFC 4515 §3: escape `* ( ) \\ NUL` (and nothing else) in an assertion value.
+    """RFC 4515 §3: escape `* ( ) \\` (and nothing else) in an assertion value.
 
-    Control characters are refused earlier by the allow-lists; anything else
-    is safe inside a value once these five are escaped.
+    A NUL is refused rather than escaped: slapd ends a substring assertion
+    at an escaped \\00, so "a<NUL>b" would match everything containing "a".
     """
+    if "\x00" in value:
+        raise InvalidInput("filter", "NUL characters are not allowed in a search")
     escaped: str = escape_filter_chars(value)
     return escaped
 
