@@ -5,7 +5,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed
 APT_PACKAGES := slapd ldap-utils
 
-.PHONY: run test lint bench check-system clean
+.PHONY: run test soak lint bench check-system clean
 
 run: $(STAMP)
 	$(VENV)/bin/userdir serve
@@ -14,6 +14,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check app tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+# The races, faults and fuzzing of `make test`, longer (bounded to 30 minutes).
+soak: $(STAMP)
+	USERDIR_SOAK=1 timeout 1800 $(VENV)/bin/pytest tests/test_concurrency.py \
+	  tests/test_invariants.py tests/test_faults.py tests/test_fuzz.py
 
 # Writes bench/RESULTS.md and bench/results.json (about two minutes; wrk is
 # used for throughput runs when installed: apt-get install wrk).

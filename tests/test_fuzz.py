@@ -3,6 +3,7 @@ every response as documented (status code, content type, body schema)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from app.main import create_app
 from app.runtime import Runtime
 from tests.conftest import ADMIN, ADMIN_PASSWORD, free_port, run
 
+EXAMPLES = 150 if os.environ.get("USERDIR_SOAK") == "1" else 12
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_schema_conformance]
 
@@ -65,7 +67,7 @@ def test_native_api(native_schema: Any, admin_headers: dict[str, str], who: str)
     assert len(operations) >= 20
     statuses: dict[int, int] = {}
     for operation in operations:
-        @settings(max_examples=12, deadline=None, database=None,
+        @settings(max_examples=EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:

@@ -7,6 +7,7 @@ thread pool, so the races happen in slapd, not in one Python lock.
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from app.runtime import Runtime
 from tests.conftest import ADMIN, PASSWORD, SlapdInstance, create, run, unique
 
 PEOPLE = "ou=people,dc=example,dc=org"
+ROUNDS = 100 if os.environ.get("USERDIR_SOAK") == "1" else 25
 TYPE_GROUPS = {f"cn={t},ou=groups,dc=example,dc=org" for t in ("user", "staff", "admin")}
 
 
@@ -162,7 +164,7 @@ def test_no_half_created_user_is_ever_visible(runtimes: list[Runtime],
 
 def test_two_admins_demoting_each_other(runtimes: list[Runtime]) -> None:
     service_a, service_b = runtimes[0].service, runtimes[1].service
-    for _ in range(25):
+    for _ in range(ROUNDS):
         a, b = create(runtimes[0]).username, create(runtimes[0]).username
         only_admins(runtimes[0], a, b)
         results = at_once([lambda b=b: run(service_a.set_account_type(b, "user")),
@@ -178,7 +180,7 @@ def test_two_admins_demoting_each_other(runtimes: list[Runtime]) -> None:
 
 def test_two_admins_deleting_each_other(runtimes: list[Runtime]) -> None:
     service_a, service_b = runtimes[0].service, runtimes[1].service
-    for _ in range(25):
+    for _ in range(ROUNDS):
         a, b = create(runtimes[0]).username, create(runtimes[0]).username
         only_admins(runtimes[0], a, b)
         results = at_once([lambda b=b: run(service_a.delete_user(b)),
