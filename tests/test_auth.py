@@ -89,6 +89,10 @@ def test_tampered_and_foreign_tokens(client: Client, runtime: Runtime) -> None:
         "no exp": forged(runtime, {k: v for k, v in claims.items() if k != "exp"}),
         "no sub": forged(runtime, {k: v for k, v in claims.items() if k != "sub"}),
         "other issuer": forged(runtime, {**claims, "iss": "someone-else"}),
+        "not yet valid (nbf)": forged(runtime, {**claims, "nbf": int(time.time()) + 3600}),
+        "issued in the future": forged(runtime, {**claims, "iat": int(time.time()) + 3600}),
+        "kid of another key": forged(runtime, claims, headers={"kid": "not-our-key"},
+                                     key=ec.generate_private_key(ec.SECP256R1())),
         "refresh as access": forged(runtime, {**claims, "typ": "refresh"}),
         "unknown subject": forged(runtime, {**claims, "sub": "00000000-0000-0000-0000-0"}),
     }
