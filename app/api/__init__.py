@@ -17,6 +17,8 @@ from app.runtime import Runtime
 # Each dialect module exposes `router(prefix: str) -> Router`, mounted at its
 # configured prefix when its section says `enabled = true`.
 DIALECT_MODULES: dict[str, str] = {
+    "nervai": "app.api.nervai",
+    "library": "app.api.library",
 }
 
 Rt = NamedDependency[Runtime]
