@@ -9,7 +9,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
-from app.api import native, routers
+from app.api import routers, unrouted
 from app.config import Config, load_config
 from app.runtime import Runtime
 
@@ -29,8 +29,8 @@ def create_app(config: Config) -> Litestar:
     return Litestar(
         route_handlers=routers(config),
         lifespan=[lifespan],
-        # Requests that match no route get the native problem format.
-        exception_handlers={HTTPException: native.problem},
+        # Requests that match no route: the format of the dialect they aim at.
+        exception_handlers={HTTPException: unrouted(config)},
         request_max_body_size=config.http.max_body_size,
         openapi_config=OpenAPIConfig(
             title="userdir", version="0.1.0",

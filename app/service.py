@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import msgspec
 from msgspec import UNSET
 
 from app.directory import Directory, GroupChanged, PersonEntry, queries
@@ -131,6 +132,17 @@ class UserService:
     @reads
     def list_users(self, query: UserQuery) -> Page:
         return self._list(query)
+
+    @reads
+    def all_users(self, query: UserQuery, chunk: int = 500) -> list[User]:
+        """Every match, for the APIs that answer with one array and no paging:
+        sorted windows of `chunk` (slapd sorts), never the whole set at once."""
+        users: list[User] = []
+        while True:
+            page = self._list(msgspec.structs.replace(query, offset=len(users), limit=chunk))
+            users.extend(page.users)
+            if not page.users or len(users) >= page.total:
+                return users
 
     # --- creating ----------------------------------------------------------
 

@@ -163,3 +163,12 @@ def test_several_sort_keys(runtime: Runtime) -> None:
     assert names == [made[1], made[2], made[3], made[0]]  # Amy twice: creation order
     with pytest.raises(InvalidInput):
         page(runtime, text=tag, sort=SortKey.USERNAME, then=(Order(SortKey.ACCOUNT_TYPE),))
+
+
+def test_all_users_comes_in_windows_the_same_as_at_once(runtime: Runtime) -> None:
+    tag = unique("all")
+    made = [create(runtime, f"{tag}{i}").username for i in range(5)]
+    query = UserQuery(text=tag, sort=SortKey.ID)
+    small = run(runtime.service.all_users(query, chunk=2))
+    assert [u.username for u in small] == made
+    assert small == run(runtime.service.all_users(query))

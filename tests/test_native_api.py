@@ -323,3 +323,23 @@ def test_users_are_shared_with_ldap_tools(client: Client, admin: dict[str, str],
         f"uid: {tool_made}\ncn: T\nsn: T\nuserPassword: {PASSWORD}\n"))
     headers = login(client, tool_made)
     assert client.get("/auth/me", headers=headers).json()["username"] == tool_made
+
+
+@pytest.mark.parametrize(("path", "method", "status", "body"), [
+    ("/no/such/route", "GET", 404, "problem"),
+    ("/people/x/y/z", "GET", 404, "problem"),
+    ("/users/x/y/z", "GET", 404, "nervai"),
+    ("/users/check/x", "DELETE", 405, "nervai"),
+    ("/api/v1/nothing/here", "GET", 404, "problem"),
+    ("/api/v1/users/1/password/x", "GET", 404, "library"),
+    ("/api/v1/login", "GET", 405, "library"),
+])
+def test_unrouted_requests_answer_in_the_format_of_their_dialect(
+        client: Client, path: str, method: str, status: int, body: str) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status
+    if body == "problem":
+        assert response.headers["content-type"].startswith("application/problem+json")
+    else:
+        assert response.headers["content-type"].startswith("application/json")
+        assert set(response.json()) == {"message"}

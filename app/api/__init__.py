@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from litestar import Request, Router
+from litestar import Request, Response, Router
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
 
@@ -15,7 +16,8 @@ from app.domain import Principal
 from app.runtime import Runtime
 
 # Each dialect module exposes `router(prefix: str) -> Router`, mounted at its
-# configured prefix when its section says `enabled = true`.
+# configured prefix when its section says `enabled = true`, `ROOTS` (the paths
+# under that prefix it owns) and `error_response(request, error)`.
 DIALECT_MODULES: dict[str, str] = {
     "nervai": "app.api.nervai",
     "library": "app.api.library",
@@ -45,6 +47,34 @@ def malformed_request(error: Exception) -> bool:
     if isinstance(error, ValidationException | UnicodeDecodeError | msgspec.DecodeError):
         return True
     return isinstance(error, RecursionError) and "deserializ" in str(error)
+
+
+ErrorHandler = Callable[[Request[Any, Any, Any], Exception], Response[Any]]
+
+
+def unrouted(config: Config) -> ErrorHandler:
+    """404 and 405 are raised while routing, before any router's own error
+    mapping applies: answer them in the format of the dialect whose paths
+    the request aims at (the longest matching root), else the native one."""
+    from app.api import native
+
+    owners: list[tuple[str, ErrorHandler]] = []
+    for name, module_name in DIALECT_MODULES.items():
+        settings = getattr(config, name)
+        if settings.enabled:
+            module = importlib.import_module(module_name)
+            prefix = settings.prefix.rstrip("/")
+            owners.extend((prefix + root, module.error_response) for root in module.ROOTS)
+    owners.sort(key=lambda owner: len(owner[0]), reverse=True)
+
+    def handle(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+        path = request.url.path.rstrip("/")
+        for root, handler in owners:
+            if path == root or path.startswith(root + "/"):
+                return handler(request, error)
+        return native.problem(request, error)
+
+    return handle
 
 
 def routers(config: Config) -> list[Router]:

@@ -44,7 +44,7 @@ from app.domain import (
 from app.runtime import Runtime
 
 log = logging.getLogger("userdir.api.library")
-LISTING_CHUNK = 500
+ROOTS = ("/users", "/login")  # under the prefix: what this dialect answers for
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 S = TypeVar("S", bound=Struct)
 ERRORS = {
@@ -74,7 +74,8 @@ async def login(request: Request[Any, Any, Any], runtime: Rt) -> Token:
 @get("/users", responses=ERRORS, summary="All users; `s` filters on username or name (admin)")
 async def list_users(caller: Caller, runtime: Rt, s: FromQuery[str] = "") -> list[LibraryUser]:
     require_admin(caller)
-    return [LibraryUser.of(user) for user in await every_user(runtime, s)]
+    users = await runtime.service.all_users(UserQuery(where=name_filter(s), sort=SortKey.ID))
+    return [LibraryUser.of(user) for user in users]
 
 
 @put("/users", status_code=200, responses=ERRORS,
@@ -167,18 +168,12 @@ async def user_payload(request: Request[Any, Any, Any]) -> UserPayload:
         raise Refused("No user model provided.") from e
 
 
-async def every_user(runtime: Runtime, term: str, chunk: int = LISTING_CHUNK) -> list[User]:
-    """All matching users in id order, fetched in windows that slapd sorts."""
-    where = Combine(parts=(Match(field="username", value=term, contains=True),
-                           Match(field="display_name", value=term, contains=True)),
-                    any=True) if term else None
-    users: list[User] = []
-    while True:
-        page = await runtime.service.list_users(UserQuery(
-            where=where, sort=SortKey.ID, offset=len(users), limit=chunk))
-        users.extend(page.users)
-        if not page.users or len(users) >= page.total:
-            return users
+def name_filter(term: str) -> Combine | None:
+    """`s`: a substring of the username or of the display name."""
+    if not term:
+        return None
+    return Combine(parts=(Match(field="username", value=term, contains=True),
+                          Match(field="display_name", value=term, contains=True)), any=True)
 
 
 async def apply_update(runtime: Runtime, user: User, payload: UserPayload) -> User:

@@ -52,7 +52,7 @@ from app.pictures import InvalidPicture, NoPicture
 from app.runtime import Runtime
 
 log = logging.getLogger("userdir.api.nervai")
-LISTING_CHUNK = 500
+ROOTS = ("/users", "/auth/login")  # under the prefix: what this dialect answers for
 # Werkzeug's default descriptions: what a Flask app answers for these statuses.
 WERKZEUG = {
     400: "The browser (or proxy) sent a request that this server could not understand.",
@@ -106,7 +106,8 @@ async def create_user(data: JSONBody[NewUserBody], runtime: Rt) -> NervaiUser:
 
 @get("/users", guards=[admins_only], responses=ERRORS, summary="All users (admin)")
 async def list_users(runtime: Rt) -> list[NervaiUser]:
-    return [NervaiUser.of(user) for user in await every_user(runtime)]
+    users = await runtime.service.all_users(UserQuery(sort=SortKey.ID))
+    return [NervaiUser.of(user) for user in users]
 
 
 @delete("/users", status_code=200, guards=[admins_only], responses=ERRORS,
@@ -156,15 +157,6 @@ async def delete_body(request: Request[Any, Any, Any]) -> DeleteBody:
     return msgspec.json.decode(raw, type=DeleteBody) if raw.strip() else DeleteBody()
 
 
-async def every_user(runtime: Runtime, chunk: int = LISTING_CHUNK) -> list[User]:
-    """All users in id order, fetched in windows that slapd sorts."""
-    users: list[User] = []
-    while True:
-        page = await runtime.service.list_users(
-            UserQuery(sort=SortKey.ID, offset=len(users), limit=chunk))
-        users.extend(page.users)
-        if not page.users or len(users) >= page.total:
-            return users
 
 
 async def exists(runtime: Runtime, username: str) -> bool:
