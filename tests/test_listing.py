@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 
 from app.config import Config
-from app.domain import Combine, InvalidInput, Match, Order, SortKey, UserQuery
+from app.domain import Busy, Combine, InvalidInput, Match, Order, SortKey, UserQuery
 from app.runtime import Runtime
 from tests.conftest import SlapdInstance, create, make_config, run, start_slapd, unique
 
@@ -172,3 +173,23 @@ def test_all_users_comes_in_windows_the_same_as_at_once(runtime: Runtime) -> Non
     small = run(runtime.service.all_users(query, chunk=2))
     assert [u.username for u in small] == made
     assert small == run(runtime.service.all_users(query))
+
+
+def test_too_many_sort_contexts_is_busy_not_an_error(private_config: Config) -> None:
+    """slapd keeps at most olcSssVlvMax (16) sort contexts; the 17th sort is
+    refused with busy (51), which the service reports as retryable."""
+    config = msgspec.structs.replace(
+        private_config, listing=msgspec.structs.replace(private_config.listing, contexts=16))
+    holders = [Runtime.build(config), Runtime.build(config)]
+    try:
+        for i in range(17):  # an empty result keeps no context: give each a match
+            create(holders[0], f"ctx{i}x")
+        with pytest.raises(Busy):
+            for i in range(17):  # each query a distinct filter: a new context each
+                run(holders[i % 2].service.list_users(UserQuery(text=f"ctx{i}x", limit=1)))
+        for runtime in holders:
+            runtime.directory.listing.close()  # closing the connections frees them
+        assert run(holders[0].service.list_users(UserQuery(text="after", limit=1))).total == 0
+    finally:
+        for runtime in holders:
+            runtime.close()
