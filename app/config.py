@@ -7,7 +7,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, get_origin
+from typing import Annotated, Any, Literal, get_origin
 
 import msgspec
 from msgspec import Meta, Struct
@@ -91,6 +91,18 @@ class ListingConfig(_Section):
     max_per_page: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
+class MailConfig(_Section):
+    backend: Literal["console", "smtp"] = "console"
+    host: str = "localhost"
+    port: Port = 587
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str = ""
+    password: str = ""
+    from_address: str = "userdir@localhost"
+    timeout: Seconds = 10.0
+    code_lifetime: Positive = 600
+
+
 class DialectConfig(_Section):
     enabled: bool = True
     prefix: str = "/"
@@ -109,6 +121,7 @@ class Config(_Section):
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     listing: ListingConfig = msgspec.field(default_factory=ListingConfig)
     pictures: PicturesConfig = msgspec.field(default_factory=PicturesConfig)
+    mail: MailConfig = msgspec.field(default_factory=MailConfig)
     nervai: DialectConfig = _dialect("/")
     fittrackee: DialectConfig = _dialect("/api")
     ufdl: DialectConfig = _dialect("/v1")

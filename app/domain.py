@@ -259,6 +259,10 @@ class AuthenticationFailed(DomainError):
     """Wrong credentials, unknown user or a disabled account: one answer for all."""
 
 
+class InvalidCode(DomainError):
+    """An email code that is wrong, expired, used up or was never sent: one answer for all."""
+
+
 class Busy(DomainError):
     """The directory asked us to come back later (retryable)."""
 

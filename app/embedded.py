@@ -324,13 +324,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.command == "run":
             slapd = Slapd(args.data_dir, args.port, args.host)
             slapd.start()
-            print(f"slapd listening on {slapd.url}", flush=True)
             process = slapd.process
             assert process is not None
             # `docker stop` sends SIGTERM: pass it on and let the wait below
             # return when slapd has shut down (stopping from inside the
-            # handler would race with that wait).
+            # handler would race with that wait). Installed before we say
+            # we listen, so that a SIGTERM right after that is not lost.
             signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
+            print(f"slapd listening on {slapd.url}", flush=True)
             try:
                 process.wait()
             except KeyboardInterrupt:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from app.auth import Authenticator, SigningKey
 from app.config import Config
 from app.directory import Directory, Endpoint
 from app.domain import AccountTypes
+from app.mail import Mailer, mailer_from
 from app.pictures import Pictures, PictureSettings
 from app.service import UserService
+from app.verification import EmailCodes
 
 
 @dataclass
@@ -18,6 +21,7 @@ class Runtime:
     directory: Directory
     service: UserService
     auth: Authenticator
+    mailer: Mailer
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
@@ -36,13 +40,14 @@ class Runtime:
             pictures=Pictures(PictureSettings(
                 max_side=pictures.max_side, thumbnail_side=pictures.thumbnail_side,
                 quality=pictures.quality, max_pixels=pictures.max_pixels)),
+            codes=EmailCodes(lifetime=timedelta(seconds=config.mail.code_lifetime)),
         )
         auth = Authenticator(
             service, SigningKey.load_or_create(config.signing_key_path),
             issuer=config.auth.issuer, access_ttl=config.auth.access_token_ttl,
             refresh_ttl=config.auth.refresh_token_ttl, leeway=config.auth.leeway,
         )
-        return cls(config, directory, service, auth)
+        return cls(config, directory, service, auth, mailer_from(config.mail))
 
     def close(self) -> None:
         self.service.close()

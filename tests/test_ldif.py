@@ -97,3 +97,20 @@ def test_service_account_is_not_the_root_dn(slapd: SlapdInstance) -> None:
         f"dn: uid={unique('weak')},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: w\ncn: w\nsn: w\n"
         "userPassword: abc\n"))
     assert short.returncode == 19  # ppolicy applies to the service: it is no root
+
+
+def test_email_code_is_the_services_alone(slapd: SlapdInstance) -> None:
+    """A user who could read his code's hash could find the six digits offline."""
+    me = add_person(slapd, unique("code"), (
+        "objectClass: userdirPerson\nuserdirEmailVerified: FALSE\n"
+        "userdirEmailCodeHash: salt$0123abcd\nuserdirEmailCodeExpiry: 20300101000000Z\n"
+        "userdirEmailCodeAttempts: 0\n"))
+    own = slapd.ldap("ldapsearch", "-D", me, "-w", PASSWORD, "-LLL", "-b", me, "-s", "base",
+                     "*", bind="none").stdout
+    assert "userdirEmailVerified: FALSE" in own
+    assert "userdirEmailCode" not in own
+    probe = slapd.ldap("ldapsearch", "-D", me, "-w", PASSWORD, "-LLL", "-b", me, "-s", "base",
+                       "(userdirEmailCodeHash=salt$0123abcd)", "1.1", bind="none").stdout
+    assert probe.strip() == ""  # not even as a search filter (an oracle)
+    seen = slapd.ldap("ldapsearch", "-LLL", "-b", me, "-s", "base", "*").stdout
+    assert "userdirEmailCodeHash: salt$0123abcd" in seen and "userdirEmailCodeAttempts: 0" in seen

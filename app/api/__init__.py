@@ -21,6 +21,7 @@ from app.runtime import Runtime
 DIALECT_MODULES: dict[str, str] = {
     "nervai": "app.api.nervai",
     "library": "app.api.library",
+    "accounts": "app.api.accounts",
 }
 
 Rt = NamedDependency[Runtime]

@@ -6,6 +6,7 @@ import math
 
 from ldap3 import BASE, SYNC, Connection
 
+from app.directory.codes import CodeState, EmailCodeStore
 from app.directory.errors import CONNECTION_ERRORS
 from app.directory.groups import GroupChanged, Groups
 from app.directory.listing import Listing
@@ -15,7 +16,7 @@ from app.directory.operations import Ldap
 from app.directory.people import People, PersonEntry
 from app.directory.pool import ConnectionPool, Endpoint, close_quietly, execute
 
-__all__ = ["Directory", "Endpoint", "GroupChanged", "PersonEntry", "Tree"]
+__all__ = ["CodeState", "Directory", "Endpoint", "GroupChanged", "PersonEntry", "Tree"]
 
 
 class Directory:
@@ -31,6 +32,7 @@ class Directory:
         self.people = People(self.ldap, self.tree, endpoint, self.listing)
         self.groups = Groups(self.ldap, self.tree)
         self.locks = Locks(self.ldap, self.tree)
+        self.codes = EmailCodeStore(self.ldap, self.tree)
 
     def ping(self, timeout: float = 1.0) -> bool:
         """Does slapd answer a root DSE read within `timeout`, on a fresh connection?"""

@@ -40,8 +40,14 @@ PROFILE_ATTRIBUTES: dict[str, str] = {
 # LDAP tool first adds that object class.
 USERDIR_ATTRIBUTES = frozenset(
     {"userdirGender", "userdirBirthday", "c", "userdirTimezone",
-     "userdirEmailVerified", "userdirPendingEmail"}
+     "userdirEmailVerified", "userdirPendingEmail",
+     "userdirEmailCodeHash", "userdirEmailCodeExpiry", "userdirEmailCodeAttempts"}
 )
+# What an email verification reads and writes (the code hash is readable by
+# the service alone: ldif/config.ldif).
+EMAIL_CODE_ATTRIBUTES = ["mail", "userdirPendingEmail", "userdirEmailVerified",
+                         "userdirEmailCodeHash", "userdirEmailCodeExpiry",
+                         "userdirEmailCodeAttempts", "pwdAccountLockedTime"]
 # Fields a listing may filter on with an exact match.
 EXACT_ATTRIBUTES: dict[str, str] = {
     "username": "uid", "id": "uidNumber", "uuid": "entryUUID", **PROFILE_ATTRIBUTES,
@@ -165,6 +171,22 @@ def profile_modifications(profile: Profile,
         changes[attribute] = [(MODIFY_REPLACE, new)]
         if attribute == "displayName":
             changes["cn"] = [(MODIFY_REPLACE, new or [username])]
+    return changes
+
+
+def email_code_attributes(stored: str, expires: datetime) -> dict[str, list[str]]:
+    """A fresh code's hash and expiry, with no attempt counted yet (an Add's values)."""
+    return {"userdirEmailCodeHash": [stored], "userdirEmailCodeExpiry": [format_time(expires)],
+            "userdirEmailCodeAttempts": ["0"]}
+
+
+def email_code_changes(stored: str, expires: datetime,
+                       pending: str | None = None) -> dict[str, list[tuple[str, list[str]]]]:
+    """Replace whatever code there was (its attempts too); `pending`: the address it is for."""
+    changes = {attribute: [(MODIFY_REPLACE, value)]
+               for attribute, value in email_code_attributes(stored, expires).items()}
+    if pending is not None:
+        changes["userdirPendingEmail"] = [(MODIFY_REPLACE, [pending])]
     return changes
 
 

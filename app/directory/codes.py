@@ -1,0 +1,144 @@
+"""Email codes in people's entries: find who awaits one, count attempts, confirm."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ldap3 import MODIFY_INCREMENT, MODIFY_REPLACE
+
+from app.directory import names
+from app.directory.controls import POST_READ, assertion, post_read
+from app.directory.errors import ASSERTION_FAILED, NO_SUCH_ATTRIBUTE
+from app.directory.names import Tree
+from app.directory.operations import Ldap
+from app.directory.schema import EMAIL_CODE_ATTRIBUTES, email_code_changes, parse_time, values
+
+CODE_HASH = "userdirEmailCodeHash"
+ATTEMPTS = "userdirEmailCodeAttempts"
+
+
+@dataclass(frozen=True)
+class CodeState:
+    """A person's email verification as stored."""
+
+    dn: str
+    mail: str | None
+    pending: str | None
+    verified: bool | None  # None: never asked to verify (made by another API or tool)
+    stored: str | None
+    expires: datetime | None
+    attempts: int
+
+    @property
+    def address(self) -> str | None:
+        """Where his code goes: the pending new address, else an unverified sign-up's mail."""
+        if self.pending:
+            return self.pending
+        return self.mail if self.verified is False else None
+
+    @classmethod
+    def of(cls, dn: str, attributes: Mapping[str, Sequence[Any]]) -> CodeState:
+        found = {name.lower(): [str(v) for v in vals] for name, vals in attributes.items()}
+
+        def first(name: str) -> str | None:
+            got = found.get(name.lower())
+            return got[0] if got else None
+
+        verified = first("userdirEmailVerified")
+        attempts = first(ATTEMPTS)
+        return cls(dn=dn, mail=first("mail"), pending=first("userdirPendingEmail"),
+                   verified=None if verified is None else verified == "TRUE",
+                   stored=first(CODE_HASH), expires=parse_time(first("userdirEmailCodeExpiry")),
+                   attempts=int(attempts) if attempts and attempts.isdigit() else 0)
+
+
+class EmailCodeStore:
+    def __init__(self, ldap: Ldap, tree: Tree) -> None:
+        self.ldap = ldap
+        self.tree = tree
+
+    def awaiting(self, address: str) -> list[CodeState]:
+        """People whose code goes to `address` (normally one), in DN order."""
+        entries, _ = self.ldap.search(
+            self.tree.people,
+            names.all_of("(objectClass=inetOrgPerson)",
+                         names.any_of(names.equals("userdirPendingEmail", address),
+                                      names.equals("mail", address))),
+            EMAIL_CODE_ATTRIBUTES, size_limit=10, subject="user",
+        )
+        states = [CodeState.of(e["dn"], {a: values(e, a) for a in EMAIL_CODE_ATTRIBUTES})
+                  for e in entries]
+        return sorted((s for s in states if (s.address or "").lower() == address.lower()),
+                      key=lambda s: s.dn)
+
+    def claimed(self, address: str, except_dn: str) -> bool:
+        """Does anyone else hold this address, or wait to confirm it?"""
+        entries, _ = self.ldap.search(
+            self.tree.base,
+            names.all_of("(objectClass=inetOrgPerson)",
+                         names.any_of(names.equals("userdirPendingEmail", address),
+                                      names.equals("mail", address))),
+            ["1.1"], size_limit=2,
+        )
+        me = names.normalise_dn(except_dn)
+        return any(names.normalise_dn(e["dn"]) != me for e in entries)
+
+    def reissue(self, dn: str, stored: str, expires: datetime) -> None:
+        """A new code in place of the old one (which stops working at once)."""
+        self.ldap.modify(dn, email_code_changes(stored, expires), subject="user")
+
+    def count_attempt(self, dn: str) -> CodeState | None:
+        """Count one attempt (RFC 4525 increment) and read the code it was
+        counted against (RFC 4527 post-read), as one atomic operation: the
+        comparison then uses exactly the code whose counter went up, even if
+        a new code is issued at the same moment. None: there is no code."""
+        result = self.ldap.modify(
+            dn, {ATTEMPTS: [(MODIFY_INCREMENT, [1])]},
+            controls=[post_read(EMAIL_CODE_ATTRIBUTES)], tolerate=(NO_SUCH_ATTRIBUTE,),
+            subject="user",
+        )
+        if result["result"] == NO_SUCH_ATTRIBUTE:
+            return None
+        state = CodeState.of(dn, result["controls"][POST_READ]["value"]["result"])
+        return state if state.stored else None
+
+    def confirm(self, state: CodeState) -> bool:
+        """Mark the address verified (the pending one becomes mail), drop the
+        code, and unlock a sign-up that was waiting for this; only if the code
+        is still the one checked (RFC 4528 assertion). False: it was replaced."""
+        changes = self._without_code()
+        changes["userdirEmailVerified"] = [(MODIFY_REPLACE, ["TRUE"])]
+        if state.pending:
+            # slapo-unique refuses this if someone took the address meanwhile.
+            changes["mail"] = [(MODIFY_REPLACE, [state.pending])]
+            changes["userdirPendingEmail"] = [(MODIFY_REPLACE, [])]
+        if state.verified is False:
+            changes["pwdAccountLockedTime"] = [(MODIFY_REPLACE, [])]
+        return self._if_code_is(state, changes)
+
+    def void(self, state: CodeState) -> None:
+        """Drop a used-up or expired code, unless a new one replaced it meanwhile."""
+        self._if_code_is(state, self._without_code())
+
+    def _if_code_is(self, state: CodeState,
+                    changes: dict[str, list[tuple[str, list[str]]]]) -> bool:
+        # slapo-unique checks a new mail with an internal search that copies
+        # the operation, Assertion control included (unique.c: `nop = *op`),
+        # and a search's assertion is evaluated against its base, here the
+        # base DN. That entry is no person, so it passes this filter, which
+        # for the person himself still demands the code.
+        still = names.any_of(names.equals(CODE_HASH, state.stored or ""),
+                             names.negate("(objectClass=inetOrgPerson)"))
+        result = self.ldap.modify(state.dn, changes, controls=[assertion(still)],
+                                  tolerate=(ASSERTION_FAILED,), subject="email")
+        return bool(result["result"] != ASSERTION_FAILED)
+
+    @staticmethod
+    def _without_code() -> dict[str, list[tuple[str, list[str]]]]:
+        # A replace with no values removes the attribute, and is no error if
+        # it is already gone (RFC 4511 §4.6).
+        return {a: [(MODIFY_REPLACE, [])]
+                for a in (CODE_HASH, "userdirEmailCodeExpiry", ATTEMPTS)}
