@@ -1,48 +1,29 @@
-"""Every user operation, once; every dialect calls these.
-
-Each public method is a coroutine whose body runs, whole, on the directory's
-small thread pool (ldap3 blocks and costs ~1 ms of CPU per operation), so the
-event loop never waits on LDAP.
-"""
+"""Users: reading, creating, changing, logging in, the admin invariant, listing."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import random
-import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Mapping
 
 import msgspec
 from msgspec import UNSET
 
-from app.directory import Directory, GroupChanged, PersonEntry, queries
+from app.directory import GroupChanged, PersonEntry, queries
 from app.directory import names as n
 from app.directory.schema import (
     LOCKED_FOREVER,
     PRINCIPAL_ATTRIBUTES,
-    GroupTypes,
-    email_code_attributes,
-    email_code_changes,
     profile_attributes,
     profile_modifications,
     to_principal,
-    to_user,
-    values,
 )
 from app.domain import (
     ADMIN,
-    AccountTypes,
     AlreadyExists,
     AuthenticationFailed,
     Busy,
-    Group,
-    InvalidCode,
-    InvalidInput,
     LastAdmin,
     NewUser,
     NotFound,
@@ -59,57 +40,13 @@ from app.domain import (
     is_valid_email,
     is_valid_username,
 )
-from app.pictures import Picture, Pictures
-from app.verification import EmailCodes, code_matches, is_code_shaped
+from app.service.base import ServiceBase, reads, writes
 
-P = ParamSpec("P")
-T = TypeVar("T")
-STALE_STAGING_SECONDS = 60
+STALE_STAGING_SECONDS = 60  # a staged entry this old was left by a process that died
 ADMIN_RETRIES = 20
 
 
-def _offloaded(
-    invalidates: bool,
-) -> Callable[[Callable[Concatenate[UserService, P], T]],
-              Callable[Concatenate[UserService, P], Coroutine[Any, Any, T]]]:
-    def decorate(
-        method: Callable[Concatenate[UserService, P], T],
-    ) -> Callable[Concatenate[UserService, P], Coroutine[Any, Any, T]]:
-        async def run(self: UserService, /, *args: P.args, **kwargs: P.kwargs) -> T:
-            call = functools.partial(method, self, *args, **kwargs)
-            try:
-                return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-            finally:
-                if invalidates:
-                    self.directory.listing.invalidate()
-        run.__doc__, run.__name__ = method.__doc__, method.__name__
-        return run
-    return decorate
-
-
-reads = _offloaded(invalidates=False)
-writes = _offloaded(invalidates=True)
-
-
-class UserService:
-    def __init__(self, directory: Directory, types: AccountTypes, *, gid_number: int = 10000,
-                 pictures: Pictures | None = None,
-                 executor: ThreadPoolExecutor | None = None,
-                 codes: EmailCodes | None = None) -> None:
-        self.directory = directory
-        self.codes = codes or EmailCodes()
-        self.pictures = pictures or Pictures()
-        self.types = types
-        self.gid_number = gid_number
-        self.executor = executor or ThreadPoolExecutor(
-            max_workers=directory.pool.size, thread_name_prefix="ldap")
-        tree = directory.tree
-        self.group_types = GroupTypes(types, {t: tree.group(t) for t in types.names})
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=True)
-        self.directory.close()
-
+class Users(ServiceBase):
     # --- reading -----------------------------------------------------------
 
     @reads
@@ -267,118 +204,6 @@ class UserService:
                 self._move_to_type(person, self.types.default)
             self.directory.people.delete(person.dn)
 
-    # --- pictures (jpegPhoto) ----------------------------------------------
-
-    @writes
-    def set_picture(self, username: str, raw: bytes) -> None:
-        """Normalise an upload (in this worker thread: Pillow is CPU) and store it."""
-        person = self._person(username)
-        self.directory.people.set_photo(person.dn, self.pictures.normalise(raw))
-
-    @writes
-    def delete_picture(self, username: str) -> None:
-        self.directory.people.set_photo(self._person(username).dn, None)
-
-    @reads
-    def picture(self, username: str) -> Picture:
-        return self.pictures.original(self.directory.people.photo(self._person(username).dn))
-
-    @reads
-    def thumbnail(self, username: str) -> Picture:
-        """The entry's entryCSN says whether it changed since its thumbnail was
-        made: an unchanged entry costs one small read, not its picture."""
-        if not is_valid_username(username):
-            raise NotFound("user not found")
-        person = self.directory.people.find("uid", username, ["entryCSN"])
-        if person is None:
-            raise NotFound("user not found")
-        version = (person.dn, *values(person.entry, "entryCSN"))
-        return self.pictures.cached_thumbnail(version) or self.pictures.thumbnail(
-            self.directory.people.photo(person.dn), version)
-
-    @reads
-    def with_pictures(self, users: list[User]) -> set[str]:
-        """The uuids of those users who have a picture (one search for all)."""
-        return self.directory.people.with_photo([u.uuid for u in users])
-
-    # --- email verification ------------------------------------------------
-
-    @writes
-    def sign_up(self, new: NewUser) -> tuple[User, str]:
-        """Create a locked, unverified account holding a fresh email code, and
-        return the code (to be mailed): until verify_email the account cannot
-        log in anywhere, LDAP binds included. A taken username gets a number."""
-        if not isinstance(new.profile.email, str):
-            raise InvalidInput("email", "This field is required.")
-        issued = self.codes.issue()
-        profile = msgspec.structs.replace(new.profile, email_verified=False)
-        extra = email_code_attributes(issued.stored, issued.expires)
-        for username in _username_candidates(new.username):
-            candidate = msgspec.structs.replace(new, username=username, active=False,
-                                                profile=profile)
-            try:
-                return self._create(candidate, extra), issued.code
-            except AlreadyExists as e:
-                if e.field != "username":
-                    raise
-        raise AlreadyExists("username")
-
-    @writes
-    def start_email_change(self, username: str, new_email: str) -> str:
-        """Park a new address in userdirPendingEmail with a fresh code for it
-        (returned, to be mailed there): mail changes when the code comes back."""
-        person = self._person(username)
-        address = check_profile(Profile(email=new_email)).email
-        if not isinstance(address, str):
-            raise InvalidInput("email", "This field may not be blank.")
-        if self.directory.codes.claimed(address, person.dn):
-            raise AlreadyExists("email")
-        issued = self.codes.issue()
-        self.directory.people.modify(
-            person, email_code_changes(issued.stored, issued.expires, pending=address))
-        return issued.code
-
-    @writes
-    def resend_code(self, email: str) -> tuple[str, str] | None:
-        """A new code for whoever awaits one at this address: (address, code)
-        to mail, or None when nobody does (callers answer both alike)."""
-        if not is_valid_email(email):
-            return None
-        waiting = self.directory.codes.awaiting(email)
-        if not waiting:
-            return None
-        issued = self.codes.issue()
-        self.directory.codes.reissue(waiting[0].dn, issued.stored, issued.expires)
-        return waiting[0].address or email, issued.code
-
-    @writes
-    def verify_email(self, email: str, code: str) -> User:
-        """Check a code sent to `email`. Each try is counted before the
-        comparison, in one atomic operation with reading the code; the last
-        allowed wrong try voids it. On success the address is verified (a
-        pending one becomes mail) and a waiting sign-up is unlocked.
-        Wrong, expired, used up or never sent: the same InvalidCode."""
-        if not (is_valid_email(email) and is_code_shaped(code)):
-            raise InvalidCode("Invalid or expired code.")
-        codes, rules = self.directory.codes, self.codes
-        for waiting in codes.awaiting(email):
-            if waiting.stored is None:
-                continue
-            if rules.expired(waiting.expires):
-                codes.void(waiting)
-                continue
-            state = codes.count_attempt(waiting.dn)
-            if state is None or state.stored is None:
-                continue
-            usable = (state.attempts <= rules.max_attempts and not rules.expired(state.expires)
-                      and (state.address or "").lower() == email.lower())
-            if usable and code_matches(code, state.stored):
-                if codes.confirm(state):
-                    return self._user(self._by_dn(state.dn))
-            elif rules.used_up(state.attempts):
-                codes.void(state)
-        raise InvalidCode("Invalid or expired code.")
-
     # --- logging in ----------------------------------------------------------
 
     @reads
@@ -447,61 +272,6 @@ class UserService:
     def _other_active_admin(self, dn: str) -> bool:
         return self.directory.people.other_active_member(self.group_types.dn_of[ADMIN], dn)
 
-    # --- groups ------------------------------------------------------------
-
-    @reads
-    def list_groups(self) -> list[Group]:
-        return [self._group(e) for e in self.directory.groups.all()]
-
-    @reads
-    def get_group(self, name: str) -> Group:
-        return self._group(self._group_entry(name))
-
-    @writes
-    def create_group(self, name: str, description: str | None = None) -> Group:
-        dn = self.directory.groups.create(name, description)
-        return self._group(self._group_entry(n.first_rdn_value(dn)))
-
-    @writes
-    def delete_group(self, name: str) -> None:
-        self._ordinary_group(name)
-        self.directory.groups.delete(self.directory.tree.group(name))
-
-    @writes
-    def add_group_member(self, name: str, username: str) -> Group:
-        self._ordinary_group(name)
-        self._group_entry(name)
-        self.directory.groups.add_member(self.directory.tree.group(name),
-                                         self._person(username).dn)
-        return self._group(self._group_entry(name))
-
-    @writes
-    def remove_group_member(self, name: str, username: str) -> Group:
-        self._ordinary_group(name)
-        self._group_entry(name)
-        if not self.directory.groups.remove_member(self.directory.tree.group(name),
-                                                   self._person(username).dn):
-            raise NotFound(f"{username} is not a member of {name}")
-        return self._group(self._group_entry(name))
-
-    def _ordinary_group(self, name: str) -> None:
-        if name in self.types:
-            raise InvalidInput("name", f"{name!r} is an account type; change the user's type")
-
-    def _group_entry(self, name: str) -> dict[str, Any]:
-        entry = self.directory.groups.read(self.directory.tree.group(name))
-        if entry is None:
-            raise NotFound(f"group {name} not found")
-        return entry
-
-    def _group(self, entry: dict[str, Any]) -> Group:
-        tree = self.directory.tree
-        members = [n.first_rdn_value(m) for m in values(entry, "member") if tree.is_person(m)]
-        name = values(entry, "cn")[0] if values(entry, "cn") else n.first_rdn_value(entry["dn"])
-        description = values(entry, "description")
-        return Group(name=name, description=description[0] if description else None,
-                     members=members, account_type=name in self.types)
-
     # --- bootstrap ---------------------------------------------------------
 
     @writes
@@ -527,37 +297,6 @@ class UserService:
                              account_type=ADMIN, profile=profile))
         return generated
 
-    # --- helpers -----------------------------------------------------------
-
-    def _find(self, attribute: str, value: str) -> PersonEntry:
-        person = self.directory.people.find(attribute, value)
-        if person is None:
-            raise NotFound("user not found")
-        return person
-
-    def _person(self, username: str) -> PersonEntry:
-        if not is_valid_username(username):
-            raise NotFound("user not found")
-        return self._find("uid", username)
-
-    def _by_dn(self, dn: str) -> PersonEntry:
-        person = self.directory.people.by_dn(dn)
-        if person is None:
-            raise NotFound("user not found")
-        return person
-
-    def _type(self, person: PersonEntry) -> str:
-        return self.group_types.type_of(person.member_of)
-
-    def _user(self, person: PersonEntry) -> User:
-        return to_user(person.entry, self.group_types)
-
-    def _checked_type(self, account_type: str) -> str:
-        if account_type not in self.types:
-            valid = ", ".join(self.types.names)
-            raise InvalidInput("account_type", f"unknown account type (valid: {valid})")
-        return account_type
-
     # --- listing -----------------------------------------------------------
 
     def _list(self, query: UserQuery) -> Page:
@@ -582,14 +321,3 @@ class UserService:
                 users.extend(self._user(p) for p in entries[:want])
             total += count
         return Page(users, total)
-
-
-def _username_candidates(base: str) -> Iterator[str]:
-    """`base`, then base2 to base9, then base with random digits: sign-ups
-    whose addresses share a local part still get a username each."""
-    base = base[:56]  # room for the digits within the 64 of USERNAME_PATTERN
-    yield base
-    for number in range(2, 10):
-        yield f"{base}{number}"
-    for _ in range(10):
-        yield f"{base}{secrets.randbelow(10**6)}"

@@ -1,0 +1,117 @@
+"""Sign-up with an emailed one-time code, email changes and their verification."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import msgspec
+
+from app.directory.schema import (
+    email_code_attributes,
+    email_code_changes,
+)
+from app.domain import (
+    AlreadyExists,
+    InvalidCode,
+    InvalidInput,
+    NewUser,
+    Profile,
+    User,
+    check_profile,
+    is_valid_email,
+)
+from app.service.base import writes
+from app.service.users import Users
+from app.verification import code_matches, is_code_shaped
+
+
+class EmailVerification(Users):
+    # --- email verification ------------------------------------------------
+
+    @writes
+    def sign_up(self, new: NewUser) -> tuple[User, str]:
+        """Create a locked, unverified account holding a fresh email code, and
+        return the code (to be mailed): until verify_email the account cannot
+        log in anywhere, LDAP binds included. A taken username gets a number."""
+        if not isinstance(new.profile.email, str):
+            raise InvalidInput("email", "This field is required.")
+        issued = self.codes.issue()
+        profile = msgspec.structs.replace(new.profile, email_verified=False)
+        extra = email_code_attributes(issued.stored, issued.expires)
+        for username in _username_candidates(new.username):
+            candidate = msgspec.structs.replace(new, username=username, active=False,
+                                                profile=profile)
+            try:
+                return self._create(candidate, extra), issued.code
+            except AlreadyExists as e:
+                if e.field != "username":
+                    raise
+        raise AlreadyExists("username")
+
+    @writes
+    def start_email_change(self, username: str, new_email: str) -> str:
+        """Park a new address in userdirPendingEmail with a fresh code for it
+        (returned, to be mailed there): mail changes when the code comes back."""
+        person = self._person(username)
+        address = check_profile(Profile(email=new_email)).email
+        if not isinstance(address, str):
+            raise InvalidInput("email", "This field may not be blank.")
+        if self.directory.codes.claimed(address, person.dn):
+            raise AlreadyExists("email")
+        issued = self.codes.issue()
+        self.directory.people.modify(
+            person, email_code_changes(issued.stored, issued.expires, pending=address))
+        return issued.code
+
+    @writes
+    def resend_code(self, email: str) -> tuple[str, str] | None:
+        """A new code for whoever awaits one at this address: (address, code)
+        to mail, or None when nobody does (callers answer both alike)."""
+        if not is_valid_email(email):
+            return None
+        waiting = self.directory.codes.awaiting(email)
+        if not waiting:
+            return None
+        issued = self.codes.issue()
+        self.directory.codes.reissue(waiting[0].dn, issued.stored, issued.expires)
+        return waiting[0].address or email, issued.code
+
+    @writes
+    def verify_email(self, email: str, code: str) -> User:
+        """Check a code sent to `email`. Each try is counted before the
+        comparison, in one atomic operation with reading the code; the last
+        allowed wrong try voids it. On success the address is verified (a
+        pending one becomes mail) and a waiting sign-up is unlocked.
+        Wrong, expired, used up or never sent: the same InvalidCode."""
+        if not (is_valid_email(email) and is_code_shaped(code)):
+            raise InvalidCode("Invalid or expired code.")
+        codes, rules = self.directory.codes, self.codes
+        for waiting in codes.awaiting(email):
+            if waiting.stored is None:
+                continue
+            if rules.expired(waiting.expires):
+                codes.void(waiting)
+                continue
+            state = codes.count_attempt(waiting.dn)
+            if state is None or state.stored is None:
+                continue
+            usable = (state.attempts <= rules.max_attempts and not rules.expired(state.expires)
+                      and (state.address or "").lower() == email.lower())
+            if usable and code_matches(code, state.stored):
+                if codes.confirm(state):
+                    return self._user(self._by_dn(state.dn))
+            elif rules.used_up(state.attempts):
+                codes.void(state)
+        raise InvalidCode("Invalid or expired code.")
+
+
+def _username_candidates(base: str) -> Iterator[str]:
+    """`base`, then base2 to base9, then base with random digits: sign-ups
+    whose addresses share a local part still get a username each."""
+    base = base[:56]  # room for the digits within the 64 of USERNAME_PATTERN
+    yield base
+    for number in range(2, 10):
+        yield f"{base}{number}"
+    for _ in range(10):
+        yield f"{base}{secrets.randbelow(10**6)}"
