@@ -193,3 +193,18 @@ def test_too_many_sort_contexts_is_busy_not_an_error(private_config: Config) -> 
     finally:
         for runtime in holders:
             runtime.close()
+
+
+def test_empty_values_mean_present_and_absent(runtime: Runtime) -> None:
+    tag = unique("empty")
+    with_mail = create(runtime, f"{tag}a", email=f"{tag}a@example.org").username
+    without = create(runtime, f"{tag}b").username
+    mine = Match(field="username", value=tag, contains=True)
+
+    def where(expression: Match) -> list[str]:
+        return page(runtime, where=Combine(parts=(mine, expression)), sort=SortKey.ID,
+                    limit=10)[0]
+
+    assert where(Match(field="email", value="", contains=True)) == [with_mail]
+    assert where(Match(field="email", value="")) == [without]
+    assert where(Match(field="email", value="", contains=True, negate=True)) == [without]

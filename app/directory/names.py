@@ -28,7 +28,9 @@ def equals(attribute: str, value: str) -> str:
 
 
 def contains(attribute: str, value: str) -> str:
-    return f"({attribute}=*{filter_value(value)}*)"
+    """A substring match; the empty substring is any value: (attr=*), not the
+    invalid (attr=**)."""
+    return f"({attribute}=*{filter_value(value)}*)" if value else f"({attribute}=*)"
 
 
 def any_of(*filters: str) -> str:

@@ -72,9 +72,12 @@ def _positive_match(match: Match, groups: GroupTypes) -> str:
     if attribute is None:
         raise InvalidInput(match.field, f"cannot filter on {match.field!r}")
     if match.contains:
-        if attribute in NO_SUBSTRINGS:
+        if attribute in NO_SUBSTRINGS and match.value:
             raise InvalidInput(match.field, f"{match.field} only matches exactly")
         return n.contains(attribute, match.value)
+    if not match.value:
+        # An empty value is no value in LDAP: "equals nothing" is "absent".
+        return n.negate(f"({attribute}=*)")
     if match.case_sensitive and attribute not in NO_SUBSTRINGS:
         rule = CASE_EXACT_RULES.get(attribute, "caseExactMatch")
         return f"({attribute}:{rule}:={n.filter_value(match.value)})"
