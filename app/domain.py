@@ -159,6 +159,7 @@ class SortKey(enum.Enum):
     ID = "id"
     ACTIVE = "active"
     ACCOUNT_TYPE = "account_type"
+    IS_ADMIN = "is_admin"  # non-admins (whatever their type), then admins
 
 
 class Match(Struct, frozen=True, kw_only=True):
@@ -193,7 +194,7 @@ class UserQuery(Struct, kw_only=True, frozen=True):
     """A listing: filters, sort keys (ties in creation order), a window.
 
     `text` is a substring of username, names or email; `where` any filter
-    tree. ACCOUNT_TYPE can only be the first sort key."""
+    tree. ACCOUNT_TYPE and IS_ADMIN can only be the first sort key."""
 
     text: str | None = None
     exact: tuple[tuple[str, str], ...] = ()

@@ -208,3 +208,13 @@ def test_empty_values_mean_present_and_absent(runtime: Runtime) -> None:
     assert where(Match(field="email", value="", contains=True)) == [with_mail]
     assert where(Match(field="email", value="")) == [without]
     assert where(Match(field="email", value="", contains=True, negate=True)) == [without]
+
+
+def test_admins_last_keeps_creation_order_across_other_types(runtime: Runtime) -> None:
+    tag = unique("isadm")
+    made = [create(runtime, f"{tag}{i}", account_type=t).username
+            for i, t in enumerate(["staff", "admin", "user", "staff"])]
+    names, total = page(runtime, text=tag, sort=SortKey.IS_ADMIN, limit=10)
+    assert total == 4 and names == [made[0], made[2], made[3], made[1]]
+    names, _ = page(runtime, text=tag, sort=SortKey.IS_ADMIN, descending=True, limit=10)
+    assert names == [made[1], made[0], made[2], made[3]]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from app.directory import names as n
 from app.directory.controls import CASE_IGNORE_ORDERING, SortKey
 from app.directory.schema import EXACT_ATTRIBUTES, LOCKED_FOREVER, GroupTypes
-from app.domain import Filter, InvalidInput, Match, Order, UserQuery
+from app.domain import ADMIN, Filter, InvalidInput, Match, Order, UserQuery
 from app.domain import SortKey as Key
 
 TEXT_ATTRIBUTES = ("uid", "cn", "mail", "givenName", "sn")
@@ -104,11 +104,20 @@ def type_filter(account_type: str, groups: GroupTypes) -> str:
     return n.all_of(mine, n.negate(n.any_of(*higher))) if higher else mine
 
 
+def type_partitions(admin_only: bool, groups: GroupTypes) -> list[str]:
+    """Filters splitting users by account type, least privileged first: one
+    per type, or (admin_only) non-admins then admins."""
+    if admin_only:
+        admins = type_filter(ADMIN, groups)
+        return [n.negate(admins), admins]
+    return [type_filter(name, groups) for name in groups.types.names]
+
+
 def sort_keys(orders: Sequence[Order]) -> list[SortKey]:
     """The keys in order, then uidNumber: ties fall in creation order."""
     keys: list[SortKey] = []
     for order in orders:
-        if order.key is Key.ACCOUNT_TYPE:
+        if order.key in (Key.ACCOUNT_TYPE, Key.IS_ADMIN):
             raise InvalidInput("order_by", "account type can only be the first sort key")
         base = SORT_ATTRIBUTES[order.key]
         keys.append(SortKey(base.attribute, base.ordering_rule, reverse=order.descending))

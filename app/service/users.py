@@ -302,18 +302,18 @@ class Users(ServiceBase):
     def _list(self, query: UserQuery) -> Page:
         base = queries.user_filter(query, self.group_types)
         orders = (Order(query.sort, query.descending), *query.then)
-        if query.sort is not SortKey.ACCOUNT_TYPE:
+        if query.sort not in (SortKey.ACCOUNT_TYPE, SortKey.IS_ADMIN):
             entries, total = self.directory.people.window(
                 base, queries.sort_keys(orders), query.offset, query.limit)
             return Page([self._user(p) for p in entries], total)
         # Account types are group memberships, which slapd cannot sort on:
-        # list each type's users (sorted by the other keys) one after another.
+        # list each part's users (sorted by the other keys) one after another.
         keys = queries.sort_keys(orders[1:])
-        names = list(reversed(self.types.names) if query.descending else self.types.names)
+        parts = queries.type_partitions(query.sort is SortKey.IS_ADMIN, self.group_types)
         users: list[User] = []
         total = 0
-        for account_type in names:
-            part = n.all_of(base, queries.type_filter(account_type, self.group_types))
+        for partition in reversed(parts) if query.descending else parts:
+            part = n.all_of(base, partition)
             want = query.limit - len(users)
             offset = max(query.offset - total, 0)
             entries, count = self.directory.people.window(part, keys, offset, max(want, 1))
