@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
@@ -108,6 +109,11 @@ class DialectConfig(_Section):
     prefix: str = "/"
 
 
+class FittrackeeConfig(DialectConfig):
+    # The timezone shown for users who have none (FitTrackee's own default).
+    default_timezone: str = "Europe/Paris"
+
+
 def _dialect(prefix: str) -> Any:
     return msgspec.field(default_factory=lambda: DialectConfig(prefix=prefix))
 
@@ -123,7 +129,8 @@ class Config(_Section):
     pictures: PicturesConfig = msgspec.field(default_factory=PicturesConfig)
     mail: MailConfig = msgspec.field(default_factory=MailConfig)
     nervai: DialectConfig = _dialect("/")
-    fittrackee: DialectConfig = _dialect("/api")
+    fittrackee: FittrackeeConfig = msgspec.field(
+        default_factory=lambda: FittrackeeConfig(prefix="/api"))
     ufdl: DialectConfig = _dialect("/v1")
     accounts: DialectConfig = _dialect("/api/v1/accounts")
     library: DialectConfig = _dialect("/api/v1")
@@ -226,6 +233,10 @@ def _check(config: Config) -> None:
         raise ConfigError("users.default_account_type: must not be 'admin'")
     if not re.fullmatch(r"(?i)(dc|o|ou)=[^,=+]+(,\s*[a-z]+=[^,=+]+)*", config.ldap.base_dn):
         raise ConfigError(f"ldap.base_dn: not a supported base DN: {config.ldap.base_dn!r}")
+    try:
+        zoneinfo.ZoneInfo(config.fittrackee.default_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+        raise ConfigError("fittrackee.default_timezone: not an IANA time zone") from e
     if not config.ldap.embedded and not config.ldap.bind_password:
         raise ConfigError("ldap.bind_password: required when ldap.url is set")
 

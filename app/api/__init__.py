@@ -20,6 +20,7 @@ from app.runtime import Runtime
 # under that prefix it owns) and `error_response(request, error)`.
 DIALECT_MODULES: dict[str, str] = {
     "nervai": "app.api.nervai",
+    "fittrackee": "app.api.fittrackee",
     "ufdl": "app.api.ufdl",
     "library": "app.api.library",
     "accounts": "app.api.accounts",
