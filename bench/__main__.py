@@ -88,6 +88,7 @@ class Run:
         self.rows: list[dict[str, Any]] = []
         self.listing_p50: dict[int, list[float]] = {}
         self.listing_q_p50: dict[int, list[float]] = {}
+        self.fittrackee_p50: dict[int, list[float]] = {}
         self.rss: dict[int, float] = {}
 
     def row(self, scenario: str, size: int, workers: int, api: dict[str, Any],
@@ -195,11 +196,21 @@ def one_size(run: Run, size: int, password_hash: str, full: bool, largest: bool)
                     run, url, token, ldap, size, "/people", "native list by username, q",
                     f"?sort=username&per_page=50&q={Q}",
                     f"(&(objectClass=inetOrgPerson){text})", 100)
+                # fittrackee's q is a substring of the username only.
+                run.fittrackee_p50[size] = listing(
+                    run, url, token, ldap, size, "/api/users", "fittrackee list by username",
+                    "?order_by=username&per_page=50", "(objectClass=inetOrgPerson)", size + 1)
+                listing(run, url, token, ldap, size, "/api/users",
+                        "fittrackee list by username, q", f"?order_by=username&per_page=50&q={Q}",
+                        f"(&(objectClass=inetOrgPerson)(uid=*{Q}*))", 100)
                 if full:
                     user = seed.username(3)
                     raw_get = {**ldap, "op": "search", "uid": user, "concurrency": 8}
                     throughput(run, "GET one user (native)", size, 1, {
                         "base_url": url, "path": f"/people/{user}", "headers": auth,
+                        "concurrency": 8}, raw_get, 0.6)
+                    throughput(run, "GET one user (fittrackee)", size, 1, {
+                        "base_url": url, "path": f"/api/users/{user}", "headers": auth,
                         "concurrency": 8}, raw_get, 0.6)
                     login_user = seed.username(2)
                     throughput(run, "login", size, 1, {

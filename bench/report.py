@@ -27,7 +27,8 @@ def cross_size(run: Run) -> list[dict[str, Any]]:
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
         for name, p50 in (("list by username", run.listing_p50),
-                          ("list by username, q", run.listing_q_p50)):
+                          ("list by username, q", run.listing_q_p50),
+                          ("fittrackee list by username", run.fittrackee_p50)):
             ratios = [round(b / a, 2) for a, b in zip(p50[small], p50[large], strict=True)]
             checks.append({"check": f"{name}: p50 at {large} / p50 at {small} "
                                     "(first, middle, last page)",
