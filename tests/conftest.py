@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 from app import embedded
@@ -161,3 +163,57 @@ def private_runtime(private_config: Config) -> Iterator[Runtime]:
         yield built
     finally:
         built.close()
+
+
+class Leaks(logging.Handler):
+    """Every log line and every HTTP response body the suite sees, for one
+    check at the end: no password used by the tests appears in any of them."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(record.getMessage())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_password_leaves(request: pytest.FixtureRequest) -> Iterator[None]:
+    leaks = Leaks()
+    root = logging.getLogger()
+    root.addHandler(leaks)
+    previous_level = root.level
+    root.setLevel(logging.DEBUG)
+    original_send = httpx.Client.send
+    original_async_send = httpx.AsyncClient.send
+
+    def record(response: httpx.Response) -> httpx.Response:
+        kind = response.headers.get("content-type", "")
+        if kind.startswith(("application/json", "application/problem+json", "text/")):
+            response.read()
+            leaks.texts.append(response.text)
+        return response
+
+    def send(self: httpx.Client, *args: Any, **kwargs: Any) -> httpx.Response:
+        return record(original_send(self, *args, **kwargs))
+
+    async def async_send(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> httpx.Response:
+        response = await original_async_send(self, *args, **kwargs)
+        await response.aread()
+        return record(response)
+
+    httpx.Client.send = send  # type: ignore[method-assign]
+    httpx.AsyncClient.send = async_send  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        httpx.Client.send = original_send  # type: ignore[method-assign]
+        httpx.AsyncClient.send = original_async_send  # type: ignore[method-assign]
+        root.removeHandler(leaks)
+        root.setLevel(previous_level)
+    seen = "\n".join(leaks.texts)
+    assert len(leaks.texts) > 100 or request.session.testscollected < 50
+    for secret in (PASSWORD, ADMIN_PASSWORD, "Second-Horse-8y", "Reset-By-Admin-1",
+                   "Other-Horse-5", "Third-Horse-6", "Changed-Horse-3"):
+        assert secret not in seen, f"a password reached a response or a log line: {secret!r}"
+    assert "userPassword:" not in seen and "{ARGON2}" not in seen
