@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import socket
 import subprocess
+import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+import uvicorn
 
 from app import embedded
 from app.config import Config, load_config
 from app.domain import NewUser, Profile, User
+from app.main import create_app
 from app.runtime import Runtime
 
 BASE_DN = "dc=example,dc=org"
@@ -217,3 +222,21 @@ def no_password_leaves(request: pytest.FixtureRequest) -> Iterator[None]:
                    "Other-Horse-5", "Third-Horse-6", "Changed-Horse-3"):
         assert secret not in seen, f"a password reached a response or a log line: {secret!r}"
     assert "userPassword:" not in seen and "{ARGON2}" not in seen
+
+
+@contextlib.contextmanager
+def serving(config: Config) -> Iterator[str]:
+    """The app under a real uvicorn in a thread, on a free port; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1",
+                                           port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

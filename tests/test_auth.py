@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 from litestar.testing import TestClient
 
@@ -19,7 +17,7 @@ from app.auth import Authenticator, ExpiredToken, SigningKey
 from app.config import Config
 from app.main import create_app
 from app.runtime import Runtime
-from tests.conftest import PASSWORD, SlapdInstance, create, free_port, run, unique
+from tests.conftest import PASSWORD, SlapdInstance, create, run, serving, unique
 
 Client = TestClient[Any]
 
@@ -152,27 +150,16 @@ def test_unknown_user_costs_a_real_bind(client: Client, slapd: SlapdInstance) ->
 
 def test_jwks_verifies_tokens_like_an_sso_integration(config: Config, runtime: Runtime,
                                                       bootstrapped: None) -> None:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with serving(config) as url:
         user = create(runtime)
-        token = httpx.post(f"http://127.0.0.1:{port}/auth/token",
+        token = httpx.post(f"{url}/auth/token",
                            json={"username": user.username, "password": PASSWORD}
                            ).json()["access_token"]
-        client = jwt.PyJWKClient(f"http://127.0.0.1:{port}/.well-known/jwks.json")
+        client = jwt.PyJWKClient(f"{url}/.well-known/jwks.json")
         signing_key = client.get_signing_key_from_jwt(token)
         claims = jwt.decode(token, signing_key.key, algorithms=["ES256"], issuer="userdir",
                             options={"require": ["exp", "iat", "sub"]})
         assert claims["sub"] == user.uuid and claims["uid"] == user.username
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_signing_key_is_created_once_and_kept(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,13 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from ldap3 import SAFE_SYNC, SUBTREE, Connection, Server
 
 from app.config import Config
-from app.main import create_app
 from app.runtime import Runtime
-from tests.conftest import ADMIN, ADMIN_PASSWORD, PASSWORD, SlapdInstance, free_port, run
+from tests.conftest import ADMIN, ADMIN_PASSWORD, PASSWORD, SlapdInstance, run, serving
 
 SOAK = os.environ.get("USERDIR_SOAK") == "1"  # `make soak`: more rounds, same checks
 TYPE_GROUPS = {f"cn={t},ou=groups,dc=example,dc=org" for t in ("user", "staff", "admin")}
@@ -30,18 +27,8 @@ def url(private_config: Config) -> Iterator[str]:
     runtime = Runtime.build(private_config)
     run(runtime.service.bootstrap(ADMIN, ADMIN_PASSWORD, ""))
     runtime.close()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(private_config), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serving(private_config) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,17 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.main import create_app
 from app.runtime import Runtime
 from tests.conftest import (
     ADMIN,
     ADMIN_PASSWORD,
     PASSWORD,
     SlapdInstance,
-    free_port,
     make_config,
     run,
+    serving,
     start_slapd,
 )
 
@@ -151,18 +149,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SlapdInst
     runtime = Runtime.build(config)
     run(runtime.service.bootstrap(ADMIN, ADMIN_PASSWORD, "admin@example.org"))
     runtime.close()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     try:
-        yield slapd, f"http://127.0.0.1:{port}"
+        with serving(config) as url:
+            yield slapd, url
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
         if slapd.process.process is not None:
             os.kill(slapd.process.process.pid, signal.SIGCONT)
         slapd.process.stop()

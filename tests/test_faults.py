@@ -12,19 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from ldap3 import SAFE_SYNC, SUBTREE, Connection, Server
 
-from app.main import create_app
 from app.runtime import Runtime
 from tests.conftest import (
     ADMIN,
     ADMIN_PASSWORD,
     PASSWORD,
     SlapdInstance,
-    free_port,
     make_config,
     run,
+    serving,
     start_slapd,
 )
 
@@ -45,21 +43,12 @@ def system(tmp_path: Path) -> Iterator[tuple[SlapdInstance, Api]]:
     runtime = Runtime.build(config)
     run(runtime.service.bootstrap(ADMIN, ADMIN_PASSWORD, ""))
     runtime.close()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
-        token = httpx.post(f"{url}/auth/token", json={"username": ADMIN,
-                                                      "password": ADMIN_PASSWORD})
-        yield slapd, Api(url, token.json()["access_token"])
+        with serving(config) as url:
+            token = httpx.post(f"{url}/auth/token", json={"username": ADMIN,
+                                                          "password": ADMIN_PASSWORD})
+            yield slapd, Api(url, token.json()["access_token"])
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
         if slapd.process.process is not None:
             os.kill(slapd.process.process.pid, signal.SIGCONT)
         slapd.process.stop()

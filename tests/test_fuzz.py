@@ -4,22 +4,18 @@ every response as documented (status code, content type, body schema)."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from app.config import Config
-from app.main import create_app
 from app.runtime import Runtime
-from tests.conftest import ADMIN, ADMIN_PASSWORD, free_port, run
+from tests.conftest import ADMIN, ADMIN_PASSWORD, run, serving
 
 EXAMPLES = 150 if os.environ.get("USERDIR_SOAK") == "1" else 12
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
@@ -32,18 +28,8 @@ def server(private_config: Config) -> Iterator[str]:
     runtime = Runtime.build(private_config)
     run(runtime.service.bootstrap(ADMIN, ADMIN_PASSWORD, ""))
     runtime.close()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(private_config), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serving(private_config) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
