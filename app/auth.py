@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.domain import DomainError, NotFound, PermissionDenied, Principal, User
+from app.lru import Lru
 from app.service import UserService
 
 Identity = User | Principal  # anything with uuid, username and account_type
@@ -100,7 +100,7 @@ class Authenticator:
         self.issuer = issuer
         self.ttl: dict[TokenKind, int] = {"access": access_ttl, "refresh": refresh_ttl}
         self.leeway = leeway
-        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._verified: Lru[str, dict[str, Any]] = Lru(VERIFIED_CACHE)
 
     async def login(self, login: str, password: str, *, by: str = "any") -> TokenPair:
         """Bind as the user (AuthenticationFailed otherwise) and issue both tokens."""
@@ -130,9 +130,7 @@ class Authenticator:
         claims = self._verified.get(token)
         if claims is None:
             claims = self._verify(token)
-            self._verified[token] = claims
-            if len(self._verified) > VERIFIED_CACHE:
-                self._verified.popitem(last=False)
+            self._verified.put(token, claims)
         elif int(claims["exp"]) + self.leeway < time.time():
             raise ExpiredToken("token expired")
         if claims.get("typ") != kind:
@@ -160,19 +158,35 @@ class Authenticator:
             user = await self.service.principal(str(claims["sub"]))
         except NotFound as e:
             raise UnknownUser("the token's user no longer exists") from e
-        if not user.active:
-            raise InactiveUser("user is inactive")
-        changed = user.password_changed
-        if changed is not None and int(claims["iat"]) < int(changed.timestamp()):
-            raise InvalidToken("token issued before the last password change")
-        return user
+        return _still_valid(user, claims)
 
     async def user_for_header(self, authorization: str | None) -> Principal:
         return await self.user_for(bearer_token(authorization))
 
+    async def user_and_target(self, authorization: str | None,
+                              username: str) -> tuple[Principal, User | None]:
+        """As `user_for_header`, and the user named `username` (None if there
+        is none) read in the same directory search: for routes that show one
+        user, the caller's guard still has the first word."""
+        claims = self.decode(bearer_token(authorization))
+        try:
+            user, target = await self.service.principal_and_user(str(claims["sub"]), username)
+        except NotFound as e:
+            raise UnknownUser("the token's user no longer exists") from e
+        return _still_valid(user, claims), target
+
     async def refresh(self, refresh_token: str) -> TokenPair:
         user = await self.user_for(refresh_token, "refresh")
         return TokenPair(self.issue(user, "access"), refresh_token, self.ttl["access"])
+
+
+def _still_valid(user: Principal, claims: dict[str, Any]) -> Principal:
+    if not user.active:
+        raise InactiveUser("user is inactive")
+    changed = user.password_changed
+    if changed is not None and int(claims["iat"]) < int(changed.timestamp()):
+        raise InvalidToken("token issued before the last password change")
+    return user
 
 
 def bearer_token(authorization: str | None) -> str:

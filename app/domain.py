@@ -83,6 +83,8 @@ class User(Struct, frozen=True, kw_only=True):
     updated: datetime | None = None
     last_login: datetime | None = None
     password_changed: datetime | None = None
+    # The entry's change stamp (entryCSN): it changes with every write to it.
+    version: str = ""
 
     @property
     def is_admin(self) -> bool:

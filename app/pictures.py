@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 from io import BytesIO
@@ -13,6 +12,7 @@ from io import BytesIO
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.domain import DomainError
+from app.lru import Lru
 
 UPLOAD_FORMATS = ["JPEG", "PNG", "WEBP"]  # decoders we need; most Pillow CVEs are elsewhere
 # Pillow only warns between MAX_IMAGE_PIXELS and twice that; make it an error.
@@ -49,10 +49,10 @@ class Pictures:
 
     def __init__(self, settings: PictureSettings | None = None) -> None:
         self.settings = settings or PictureSettings()
-        self._thumbnails: OrderedDict[str, bytes] = OrderedDict()
-        self._versions: OrderedDict[Hashable, str] = OrderedDict()
-        self._lock = threading.Lock()
+        self._thumbnails: Lru[str, bytes] = Lru(self.settings.cache_entries)
+        self._versions: Lru[Hashable, str] = Lru(self.settings.cache_entries)
         self.thumbnails_made = 0
+        self._counting = threading.Lock()
 
     def normalise(self, raw: bytes) -> bytes:
         """Any accepted upload as a JPEG: upright, no metadata, within max_side."""
@@ -80,9 +80,8 @@ class Pictures:
 
     def cached_thumbnail(self, version: Hashable) -> Picture | None:
         """The thumbnail made for this exact version of an entry, if still cached."""
-        with self._lock:
-            key = self._versions.get(version)
-            data = self._thumbnails.get(key) if key else None
+        key = self._versions.get(version)
+        data = self._thumbnails.get(key) if key else None
         return Picture(data, key) if data is not None and key else None
 
     def thumbnail(self, stored: bytes | None, version: Hashable = None) -> Picture:
@@ -90,12 +89,10 @@ class Pictures:
             raise NoPicture("No picture.")
         side = self.settings.thumbnail_side
         key = _etag(f"t{side}", stored)
-        with self._lock:
-            cached = self._thumbnails.get(key)
-            if cached is not None:
-                self._thumbnails.move_to_end(key)
-                self._remember(version, key)
-                return Picture(cached, key)
+        cached = self._thumbnails.get(key)
+        if cached is not None:
+            self._remember(version, key)
+            return Picture(cached, key)
         image = self._open(stored, ["JPEG"], missing=NoPicture)
         try:
             image.draft("RGB", (2 * side, 2 * side))
@@ -105,21 +102,15 @@ class Pictures:
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as e:
             raise NoPicture("No usable picture.") from e
-        with self._lock:
+        with self._counting:
             self.thumbnails_made += 1
-            self._thumbnails[key] = data
-            while len(self._thumbnails) > self.settings.cache_entries:
-                self._thumbnails.popitem(last=False)
-            self._remember(version, key)
+        self._thumbnails.put(key, data)
+        self._remember(version, key)
         return Picture(data, key)
 
     def _remember(self, version: Hashable, key: str) -> None:
-        if version is None:
-            return
-        self._versions[version] = key
-        self._versions.move_to_end(version)
-        while len(self._versions) > self.settings.cache_entries:
-            self._versions.popitem(last=False)
+        if version is not None:
+            self._versions.put(version, key)
 
     def _open(self, raw: bytes, formats: list[str],
               missing: type[DomainError] = InvalidPicture) -> Image.Image:

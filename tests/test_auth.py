@@ -103,12 +103,18 @@ def test_tampered_and_foreign_tokens(client: Client, runtime: Runtime) -> None:
 def test_token_dies_with_disabled_or_deleted_user(client: Client, runtime: Runtime) -> None:
     user = create(runtime)
     token = token_for(client, user.username)
+    # /auth/me, and the routes that read the caller and one user in one search.
+    paths = ["/auth/me", f"/people/{user.username}", f"/api/users/{user.username}",
+             "/people/admin", "/api/users/admin"]
+    headers = {"Authorization": f"Bearer {token}"}
     run(runtime.service.disable_user(user.username))
     assert me(client, token).json()["title"] == "account disabled"
+    assert [client.get(p, headers=headers).status_code for p in paths] == [401] * 5
     run(runtime.service.enable_user(user.username))
-    assert me(client, token).status_code == 200
+    assert [client.get(p, headers=headers).status_code for p in paths] == [200, 200, 200, 403,
+                                                                          200]
     run(runtime.service.delete_user(user.username))
-    assert me(client, token).status_code == 401
+    assert [client.get(p, headers=headers).status_code for p in paths] == [401] * 5
 
 
 def test_password_change_revokes_earlier_tokens(client: Client, runtime: Runtime) -> None:
@@ -118,6 +124,8 @@ def test_password_change_revokes_earlier_tokens(client: Client, runtime: Runtime
     old = forged(runtime, {**claims, "iat": claims["iat"] - 5})
     run(runtime.service.set_password(user.username, "Changed-Horse-3"))
     assert me(client, old).status_code == 401
+    for path in (f"/people/{user.username}", f"/api/users/{user.username}"):
+        assert client.get(path, headers={"Authorization": f"Bearer {old}"}).status_code == 401
     assert me(client, token_for(client, user.username, "Changed-Horse-3")).status_code == 200
 
 

@@ -237,6 +237,32 @@ def test_picture_needs_no_authentication(client: Client, world: tuple[SlapdInsta
     assert client.get("/api/users/sam", headers=toto).json()["data"][0]["picture"] is False
 
 
+def test_picture_flag_follows_ldap_tool_changes_at_once(
+        client: Client, world: tuple[SlapdInstance, Config], admin: Headers) -> None:
+    """The flag is remembered per entry version (entryCSN): any write, by any
+    LDAP tool, makes a new version, so a remembered answer is never stale."""
+    name = "flagged"
+    world[0].ldap("ldapadd", stdin=(
+        f"dn: uid={name},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n"
+        f"uid: {name}\ncn: {name}\nsn: {name}\nmail: {name}@test.com\n"))
+
+    def flags() -> tuple[bool, bool]:
+        one = client.get(f"/api/users/{name}", headers=admin).json()["data"][0]["picture"]
+        listed = client.get("/api/users", headers=admin, params={"q": name}).json()
+        return one, listed["data"]["users"][0]["picture"]
+
+    assert flags() == (False, False)
+    assert flags() == (False, False)  # now remembered
+    out = BytesIO()
+    Image.new("RGB", (20, 20), "blue").save(out, "JPEG")
+    dn = f"dn: uid={name},ou=people,dc=example,dc=org\nchangetype: modify\n"
+    world[0].ldap("ldapmodify", stdin=(
+        f"{dn}replace: jpegPhoto\njpegPhoto:: {base64.b64encode(out.getvalue()).decode()}\n"))
+    assert flags() == (True, True)
+    world[0].ldap("ldapmodify", stdin=f"{dn}delete: jpegPhoto\n")
+    assert flags() == (False, False)
+
+
 # --- PATCH /api/users/{name} {admin} ------------------------------------------
 
 @pytest.mark.parametrize("body", [b"", b"{}", b'{"admin": null}', b'{"admin": "yes"}',

@@ -157,9 +157,15 @@ async def list_users(request: Request[Any, Any, Any], runtime: Rt) -> dict[str, 
     }
 
 
-@get("/users/{user_name:str}", guards=[authenticated], responses=ERRORS, summary="One user")
-async def get_user(user_name: FromPath[str], runtime: Rt) -> dict[str, Any]:
-    user = await runtime.service.get_user(user_name)
+@get("/users/{user_name:str}", responses=ERRORS, summary="One user")
+async def get_user(request: Request[Any, Any, Any], user_name: FromPath[str],
+                   runtime: Rt) -> dict[str, Any]:
+    # Authenticated as the other routes, but the caller and the user come in
+    # one directory read (the commonest request).
+    _, user = await runtime.auth.user_and_target(request.headers.get("authorization"),
+                                                 user_name)
+    if user is None:
+        raise NotFound("user not found")
     return {"status": "success", "data": await shaped(runtime, [user])}
 
 

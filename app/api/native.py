@@ -144,9 +144,15 @@ async def create_person(data: JSONBody[NewPerson], caller: Caller, runtime: Rt) 
 
 
 @get("/people/{username:str}", responses=ERRORS, summary="One person (himself or staff)")
-async def get_person(username: FromPath[str], caller: Caller, runtime: Rt) -> Person:
+async def get_person(request: Request[Any, Any, Any], username: FromPath[str],
+                     runtime: Rt) -> Person:
+    # The caller and the person in one directory read (the commonest request).
+    caller, person = await runtime.auth.user_and_target(request.headers.get("authorization"),
+                                                        username)
     require_self_or_staff(caller, username)
-    return Person.of(await runtime.service.get_user(username))
+    if person is None:
+        raise NotFound("user not found")
+    return Person.of(person)
 
 
 @patch("/people/{username:str}", responses=ERRORS,

@@ -15,6 +15,7 @@ from app.directory.names import Tree
 from app.directory.operations import Ldap
 from app.directory.people import People, PersonEntry
 from app.directory.pool import ConnectionPool, Endpoint, close_quietly, execute
+from app.directory.speedup import install as install_speedup
 
 __all__ = ["CodeState", "Directory", "Endpoint", "GroupChanged", "PersonEntry", "Tree"]
 
@@ -24,6 +25,7 @@ class Directory:
 
     def __init__(self, endpoint: Endpoint, base_dn: str, *, pool_size: int = 4,
                  listing_slots: int = 4, listing_ttl: float = 5.0) -> None:
+        install_speedup()
         self.endpoint = endpoint
         self.tree = Tree(base_dn)
         self.pool = ConnectionPool(endpoint, pool_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -66,8 +67,9 @@ def _unescape(match: re.Match[str]) -> str:
     return chr(int(text, 16)) if len(text) == 2 else text
 
 
+@functools.lru_cache(maxsize=4096)  # memberOf values: the same few group DNs
 def normalise_dn(dn: str) -> str:
-    """A comparable form: parsed, attribute types lower-cased, values as given."""
+    """A comparable form: parsed, attribute types and values lower-cased."""
     parts = parse_dn(dn, escape=False, strip=True)
     return ",".join(f"{attr.lower()}={value.lower()}" for attr, value, _ in parts)
 

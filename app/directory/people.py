@@ -77,6 +77,26 @@ class People:
         )
         return PersonEntry(entries[0]["dn"], entries[0]) if entries else None
 
+    def find_pair(self, uuid: str, username: str) -> tuple[PersonEntry | None,
+                                                            PersonEntry | None]:
+        """The person with entryUUID `uuid` and the one with uid `username`,
+        in one search (they may be the same entry)."""
+        entries, _ = self.ldap.search(
+            self.tree.people,
+            names.all_of("(objectClass=inetOrgPerson)",
+                         names.any_of(names.equals("entryUUID", uuid),
+                                      names.equals("uid", username))),
+            USER_ATTRIBUTES, size_limit=3, subject="user",
+        )
+        by_uuid = by_name = None
+        for entry in entries:
+            person = PersonEntry(entry["dn"], entry)
+            if person.uuid.lower() == uuid.lower():
+                by_uuid = person
+            if username.lower() in (u.lower() for u in values(entry, "uid")):
+                by_name = person
+        return by_uuid, by_name
+
     def by_dn(self, dn: str) -> PersonEntry | None:
         entry = self.ldap.read(dn, USER_ATTRIBUTES, subject="user")
         return PersonEntry(dn, entry) if entry else None

@@ -57,7 +57,7 @@ PRINCIPAL_ATTRIBUTES = ["uid", "uidNumber", "entryUUID", "memberOf", "pwdAccount
 USER_ATTRIBUTES = [
     "objectClass", "uid", "uidNumber", "entryUUID", "cn", "memberOf",
     "pwdAccountLockedTime", "createTimestamp", "modifyTimestamp",
-    "pwdLastSuccess", "pwdChangedTime", "homeDirectory",
+    "pwdLastSuccess", "pwdChangedTime", "homeDirectory", "entryCSN",
     *PROFILE_ATTRIBUTES.values(),
 ]
 
@@ -98,6 +98,7 @@ def to_user(entry: Mapping[str, Any], group_types: GroupTypes) -> User:
         uuid=first(entry, "entryUUID") or "",
         id=int(uid_number) if uid_number and uid_number.isdigit() else None,
         username=username,
+        version=first(entry, "entryCSN") or "",
         account_type=group_types.type_of(values(entry, "memberOf")),
         active=first(entry, "pwdAccountLockedTime") != LOCKED_FOREVER,
         email=first(entry, "mail"),

@@ -10,22 +10,27 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from app.directory import Directory, PersonEntry
 from app.directory.schema import (
+    PRINCIPAL_ATTRIBUTES,
     GroupTypes,
+    to_principal,
     to_user,
 )
 from app.domain import (
     AccountTypes,
     InvalidInput,
     NotFound,
+    Principal,
     User,
     is_valid_username,
 )
+from app.lru import Lru
 from app.pictures import Pictures
 from app.verification import EmailCodes
 
 P = ParamSpec("P")
 T = TypeVar("T")
 S = TypeVar("S", bound="ServiceBase")
+PICTURE_FLAGS = 10_000  # entries whose picture flag is remembered (~300 bytes each)
 
 
 def _offloaded(
@@ -67,12 +72,20 @@ class ServiceBase:
             max_workers=directory.pool.size, thread_name_prefix="ldap")
         tree = directory.tree
         self.group_types = GroupTypes(types, {t: tree.group(t) for t in types.names})
+        # Whether an entry, at a given version, has a picture (see with_pictures).
+        self.pictured: Lru[tuple[str, str], bool] = Lru(PICTURE_FLAGS)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
         self.directory.close()
 
     # --- helpers -----------------------------------------------------------
+
+    def _principal(self, uuid: str) -> Principal:
+        person = self.directory.people.find("entryUUID", uuid, PRINCIPAL_ATTRIBUTES)
+        if person is None:
+            raise NotFound("user not found")
+        return to_principal(person.entry, self.group_types)
 
     def _find(self, attribute: str, value: str) -> PersonEntry:
         person = self.directory.people.find(attribute, value)

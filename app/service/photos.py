@@ -44,7 +44,19 @@ class Photos(ServiceBase):
         return self.pictures.cached_thumbnail(version) or self.pictures.thumbnail(
             self.directory.people.photo(person.dn), version)
 
+    async def with_pictures(self, users: list[User]) -> set[str]:
+        """The uuids of those users who have a picture. An entry's version
+        (entryCSN) changes with every write to it, so what was learnt of an
+        entry holds while its version does: only the others are looked up,
+        in one search, and none at all when every answer is known."""
+        known = {u.uuid: self.pictured.get((u.uuid, u.version)) for u in users if u.version}
+        unknown = [u.uuid for u in users if known.get(u.uuid) is None]
+        found = await self._with_photo(unknown) if unknown else set()
+        for user in users:
+            if user.version and user.uuid in unknown:
+                self.pictured.put((user.uuid, user.version), user.uuid in found)
+        return {u.uuid for u in users if u.uuid in found or known.get(u.uuid)}
+
     @reads
-    def with_pictures(self, users: list[User]) -> set[str]:
-        """The uuids of those users who have a picture (one search for all)."""
-        return self.directory.people.with_photo([u.uuid for u in users])
+    def _with_photo(self, uuids: list[str]) -> set[str]:
+        return self.directory.people.with_photo(uuids)
