@@ -291,6 +291,26 @@ def test_resend_replaces_the_code(client: Client, inbox: Inbox) -> None:
                                                      "otp": second}).status_code == 200
 
 
+def test_a_sign_up_disabled_by_an_admin_stays_disabled(client: Client, inbox: Inbox,
+                                                       admin: dict[str, str]) -> None:
+    """Disabling an account that awaits its code ends the wait: neither the
+    code already mailed nor a resent one enables it again."""
+    body = sign_up_body()
+    email = body["email"]
+    client.post(f"{API}/users/", json=body)
+    code = inbox.code_for(email)
+    username = email.split("@")[0]
+    disabled = client.post(f"/people/{username}/disable", headers=admin)
+    assert disabled.status_code == 200 and disabled.json()["active"] is False
+    assert client.post(f"{API}/users/verify/", json={"email": email, "otp": code}).json() \
+        == BAD_CODE
+    assert client.post(f"{API}/users/resend-otp/", json={"email": email}).status_code == 200
+    assert token(client, email).json() == NO_ACCOUNT
+    # Enabling it is the admin's decision, and it takes effect.
+    assert client.post(f"/people/{username}/enable", headers=admin).status_code == 200
+    assert token(client, email).status_code == 200
+
+
 def test_resend_and_verify_validate_their_fields(client: Client) -> None:
     assert client.post(f"{API}/users/resend-otp/", json={}).json() == {
         "email": ["This field is required."]}

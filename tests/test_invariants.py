@@ -193,6 +193,21 @@ def test_two_admins_deleting_each_other(runtimes: list[Runtime]) -> None:
     assert admins(runtimes[0]) == [ADMIN]
 
 
+def test_two_admins_disabling_each_other(runtimes: list[Runtime]) -> None:
+    service_a, service_b = runtimes[0].service, runtimes[1].service
+    for _ in range(ROUNDS):
+        a, b = create(runtimes[0]).username, create(runtimes[0]).username
+        only_admins(runtimes[0], a, b)
+        run(service_a.disable_user(ADMIN))  # an admin on paper only
+        results = at_once([lambda b=b: run(service_a.disable_user(b)),
+                           lambda a=a: run(service_b.disable_user(a))])
+        active = [n for n in (a, b) if run(service_a.get_user(n)).active]
+        assert len(active) == 1, results
+        assert sum(isinstance(r, LastAdmin) for r in results) == 1, results
+        run(service_a.enable_user(ADMIN))
+        only_admins(runtimes[0], ADMIN)
+
+
 def test_simultaneous_type_changes_leave_exactly_one(runtimes: list[Runtime],
                                                      private_slapd: SlapdInstance) -> None:
     for _ in range(10):

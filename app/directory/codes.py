@@ -14,10 +14,17 @@ from app.directory.controls import POST_READ, assertion, post_read
 from app.directory.errors import ASSERTION_FAILED, NO_SUCH_ATTRIBUTE
 from app.directory.names import Tree
 from app.directory.operations import Ldap
-from app.directory.schema import EMAIL_CODE_ATTRIBUTES, email_code_changes, parse_time, values
+from app.directory.schema import (
+    EMAIL_CODE_ATTRIBUTES,
+    LOCKED_FOREVER,
+    email_code_changes,
+    parse_time,
+    values,
+)
 
 CODE_HASH = "userdirEmailCodeHash"
 ATTEMPTS = "userdirEmailCodeAttempts"
+AWAITING_SIGN_UP = "(userdirEmailVerified=FALSE)"
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,18 @@ class EmailCodeStore:
         if state.verified is False:
             changes["pwdAccountLockedTime"] = [(MODIFY_REPLACE, [])]
         return self._if_code_is(state, changes)
+
+    def disable_awaiting(self, dn: str) -> bool:
+        """Lock a sign-up that still awaits its code and end the wait, in one
+        modify: code and unverified mark dropped, so neither the code already
+        mailed nor a resent one can unlock it again. False (nothing done) if
+        it no longer awaits one, say it was verified meanwhile."""
+        changes = self._without_code()
+        changes["userdirEmailVerified"] = [(MODIFY_REPLACE, [])]
+        changes["pwdAccountLockedTime"] = [(MODIFY_REPLACE, [LOCKED_FOREVER])]
+        result = self.ldap.modify(dn, changes, controls=[assertion(AWAITING_SIGN_UP)],
+                                  tolerate=(ASSERTION_FAILED,), subject="user")
+        return bool(result["result"] != ASSERTION_FAILED)
 
     def void(self, state: CodeState) -> None:
         """Drop a used-up or expired code, unless a new one replaced it meanwhile."""

@@ -14,6 +14,7 @@ from app.directory import GroupChanged, PersonEntry, queries
 from app.directory import names as n
 from app.directory.schema import (
     LOCKED_FOREVER,
+    first,
     profile_attributes,
     profile_modifications,
     to_principal,
@@ -43,6 +44,7 @@ from app.service.base import ServiceBase, reads, writes
 
 STALE_STAGING_SECONDS = 60  # a staged entry this old was left by a process that died
 ADMIN_RETRIES = 20
+ACTIVE_ADMINS_LOCK = "active-admins"  # a lock key; never a uuid
 
 
 class Users(ServiceBase):
@@ -191,10 +193,23 @@ class Users(ServiceBase):
     @writes
     def disable_user(self, username: str) -> User:
         person = self._person(username)
-        if self._type(person) == ADMIN and not self._other_active_admin(person.dn):
-            raise LastAdmin("cannot disable the last active admin")
-        self.directory.people.lock(person.dn)
+        if self._type(person) != ADMIN:
+            self._disable(person)
+        else:
+            # Two admins disabling each other at once: one after the other,
+            # across API processes, so the second sees the first's change.
+            with self.directory.locks.hold(ACTIVE_ADMINS_LOCK):
+                if not self._other_active_admin(person.dn):
+                    raise LastAdmin("cannot disable the last active admin")
+                self._disable(person)
         return self._user(self._by_dn(person.dn))
+
+    def _disable(self, person: PersonEntry) -> None:
+        # A sign-up still waiting for its code stops waiting: verifying must
+        # not undo an admin's decision.
+        awaiting = first(person.entry, "userdirEmailVerified") == "FALSE"
+        if not (awaiting and self.directory.codes.disable_awaiting(person.dn)):
+            self.directory.people.lock(person.dn)
 
     @writes
     def enable_user(self, username: str) -> User:
