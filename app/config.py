@@ -18,6 +18,7 @@ from app.embedded import Layout
 ENV_PREFIX = "USERDIR_"
 Port = Annotated[int, Meta(ge=1, le=65535)]
 Positive = Annotated[int, Meta(ge=1)]
+NonNegative = Annotated[int, Meta(ge=0)]
 Seconds = Annotated[float, Meta(gt=0)]
 ACCOUNT_TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 
@@ -102,6 +103,7 @@ class MailConfig(_Section):
     from_address: str = "userdir@localhost"
     timeout: Seconds = 10.0
     code_lifetime: Positive = 600
+    resend_interval: NonNegative = 60
 
 
 class DialectConfig(_Section):

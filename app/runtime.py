@@ -40,7 +40,8 @@ class Runtime:
             pictures=Pictures(PictureSettings(
                 max_side=pictures.max_side, thumbnail_side=pictures.thumbnail_side,
                 quality=pictures.quality, max_pixels=pictures.max_pixels)),
-            codes=EmailCodes(lifetime=timedelta(seconds=config.mail.code_lifetime)),
+            codes=EmailCodes(lifetime=timedelta(seconds=config.mail.code_lifetime),
+                             resend_interval=timedelta(seconds=config.mail.resend_interval)),
         )
         auth = Authenticator(
             service, SigningKey.load_or_create(config.signing_key_path),

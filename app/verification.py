@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 CODE_DIGITS = 6
 MAX_ATTEMPTS = 5
 LIFETIME = timedelta(minutes=10)
+RESEND_INTERVAL = timedelta(minutes=1)
 Clock = Callable[[], datetime]
 
 
@@ -59,10 +60,11 @@ class EmailCodes:
     """The rules for codes: lifetime, attempts, and the clock they are measured by."""
 
     def __init__(self, lifetime: timedelta = LIFETIME, max_attempts: int = MAX_ATTEMPTS,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, resend_interval: timedelta = RESEND_INTERVAL) -> None:
         self.lifetime = lifetime
         self.max_attempts = max_attempts
         self.clock = clock
+        self.resend_interval = resend_interval
 
     def issue(self) -> IssuedCode:
         code = new_code()
@@ -70,6 +72,12 @@ class EmailCodes:
 
     def expired(self, expires: datetime | None) -> bool:
         return expires is None or expires <= self.clock()
+
+    def too_soon(self, expires: datetime | None) -> bool:
+        """Was the code that expires then issued less than resend_interval ago?"""
+        if expires is None:
+            return False
+        return expires - self.lifetime + self.resend_interval > self.clock()
 
     def used_up(self, attempts: int) -> bool:
         return attempts >= self.max_attempts

@@ -35,8 +35,10 @@ def smtp() -> Iterator[tuple[int, Inbox]]:
 
 
 def app_config(slapd: SlapdInstance, folder: Path, port: int, **mail: Any) -> Config:
+    """Codes may be resent at once here, unless a test says otherwise."""
     return make_config(slapd, folder, mail={"backend": "smtp", "host": "127.0.0.1",
-                                            "port": port, "security": "none", **mail})
+                                            "port": port, "security": "none",
+                                            "resend_interval": 0, **mail})
 
 
 @pytest.fixture(scope="module")
@@ -330,6 +332,42 @@ def test_an_expired_code(slapd: SlapdInstance, smtp: tuple[int, Inbox],
         response = short.post(f"{API}/users/verify/", json={"email": body["email"], "otp": code})
         assert response.status_code == 400 and response.json() == BAD_CODE
         assert token(short, body["email"]).status_code == 401
+
+
+def test_resend_waits_its_interval(slapd: SlapdInstance, smtp: tuple[int, Inbox],
+                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """resend-otp mails at most one code per interval to an address, whatever
+    is asked and however the last code ended, and answers the same throughout."""
+    port, inbox = smtp
+    sent = {"msg": "Email sent successfully!"}
+
+    def nothing_sent(email: str) -> bool:
+        try:
+            inbox.take(email, timeout=0.5)
+        except AssertionError:
+            return True
+        return False
+
+    config = app_config(slapd, tmp_path_factory.mktemp("resend"), port, resend_interval=2)
+    with TestClient(app=create_app(config)) as paced:
+        body = sign_up_body()
+        email = body["email"]
+        paced.post(f"{API}/users/", json=body)
+        code = inbox.code_for(email)
+        for _ in range(3):
+            assert paced.post(f"{API}/users/resend-otp/", json={"email": email}).json() == sent
+        assert nothing_sent(email)
+        # Voiding the code with wrong tries does not reopen the gate.
+        wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+        for _ in range(5):
+            paced.post(f"{API}/users/verify/", json={"email": email, "otp": wrong})
+        assert paced.post(f"{API}/users/resend-otp/", json={"email": email}).json() == sent
+        assert nothing_sent(email)
+        time.sleep(2.1)
+        assert paced.post(f"{API}/users/resend-otp/", json={"email": email}).json() == sent
+        fresh = inbox.code_for(email)
+        assert paced.post(f"{API}/users/verify/",
+                          json={"email": email, "otp": fresh}).status_code == 200
 
 
 def test_mail_server_down(slapd: SlapdInstance, smtp: tuple[int, Inbox],

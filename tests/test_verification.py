@@ -59,6 +59,12 @@ def test_lifetime_and_attempts() -> None:
     clock.now += timedelta(seconds=1)
     assert codes.expired(issued.expires) and codes.expired(None)
     assert not codes.used_up(4) and codes.used_up(5)
+    clock.now = issued.expires - timedelta(minutes=10)  # the moment it was issued
+    assert codes.too_soon(issued.expires) and not codes.too_soon(None)
+    clock.now += timedelta(seconds=59)
+    assert codes.too_soon(issued.expires)
+    clock.now += timedelta(seconds=1)
+    assert not codes.too_soon(issued.expires)
 
 
 # --- the service, with a clock the test moves ----------------------------------
@@ -137,8 +143,10 @@ def test_simultaneous_wrong_codes_are_each_counted(service: UserService,
     assert "userdirEmailCodeHash" not in stored
 
 
-def test_a_new_code_replaces_the_old_one(service: UserService) -> None:
+def test_a_new_code_replaces_the_old_one(service: UserService, clock: Clock) -> None:
     _, email, old = sign_up(service)
+    assert run(service.resend_code(email)) is None  # sent a moment ago: not again yet
+    clock.now += timedelta(minutes=1)
     found = run(service.resend_code(email))
     assert found is not None
     address, new = found

@@ -139,8 +139,12 @@ class EmailCodeStore:
         return bool(result["result"] != ASSERTION_FAILED)
 
     def void(self, state: CodeState) -> None:
-        """Drop a used-up or expired code, unless a new one replaced it meanwhile."""
-        self._if_code_is(state, self._without_code())
+        """Drop a used-up or expired code, unless a new one replaced it
+        meanwhile. Its expiry stays: it tells when the code was sent, which
+        limits how soon another may be (see EmailCodes.too_soon)."""
+        changes = self._without_code()
+        del changes["userdirEmailCodeExpiry"]
+        self._if_code_is(state, changes)
 
     def _if_code_is(self, state: CodeState,
                     changes: dict[str, list[tuple[str, list[str]]]]) -> bool:

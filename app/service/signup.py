@@ -67,11 +67,12 @@ class EmailVerification(Users):
     @writes
     def resend_code(self, email: str) -> tuple[str, str] | None:
         """A new code for whoever awaits one at this address: (address, code)
-        to mail, or None when nobody does (callers answer both alike)."""
+        to mail, or None when nobody does or the last code went out less than
+        resend_interval ago (callers answer all alike)."""
         if not is_valid_email(email):
             return None
         waiting = self.directory.codes.awaiting(email)
-        if not waiting:
+        if not waiting or self.codes.too_soon(waiting[0].expires):
             return None
         issued = self.codes.issue()
         self.directory.codes.reissue(waiting[0].dn, issued.stored, issued.expires)
