@@ -26,7 +26,7 @@ from app.domain import (
     UserChanges,
 )
 from app.runtime import Runtime
-from tests.conftest import ADMIN, PASSWORD, SlapdInstance, create, run, unique
+from tests.conftest import ADMIN, ADMIN_PASSWORD, PASSWORD, SlapdInstance, create, run, unique
 
 PEOPLE = "ou=people,dc=example,dc=org"
 ROUNDS = 100 if os.environ.get("USERDIR_SOAK") == "1" else 25
@@ -311,4 +311,10 @@ def test_last_admin_cannot_be_demoted_deleted_or_disabled(runtimes: list[Runtime
         run(runtime.service.delete_user(ADMIN))
     with pytest.raises(LastAdmin):
         run(runtime.service.disable_user(ADMIN))
-    assert run(runtime.service.get_user(ADMIN)).account_type == "admin"
+    before = run(runtime.service.get_user(ADMIN))
+    with pytest.raises(LastAdmin):  # refused before the password and fields change
+        run(runtime.service.update_user(ADMIN, UserChanges(profile=Profile(bio="Gone")),
+                                        account_type="user", password="Other-Horse-5"))
+    after = run(runtime.service.get_user(ADMIN))
+    assert (after.account_type, after.bio) == ("admin", before.bio)
+    run(runtime.service.authenticate(ADMIN, ADMIN_PASSWORD))

@@ -284,6 +284,20 @@ def test_update_user_errors(client: Client, admin: dict[str, str], runtime: Runt
                    "A user with this username already exists.")
 
 
+
+def test_a_refused_update_changes_nothing(client: Client, admin: dict[str, str],
+                                          runtime: Runtime) -> None:
+    """A taken address refuses the whole update, the promotion in it too."""
+    user = create(runtime, email=f"{unique('u')}@example.org")
+    other = create(runtime, email=f"{unique('u')}@example.org")
+    assert_message(client.post(f"/api/v1/users/{user.id}", headers=admin, json={
+        "isAdmin": True, "name": "Changed", "username": unique("libn"),
+        "email": other.email}), 400, "A user with this email address already exists.")
+    after = run(runtime.service.get_user(user.username))
+    assert (after.account_type, after.display_name, after.email) == \
+        ("user", user.display_name, user.email)
+
+
 # --- DELETE /api/v1/users/{id} -----------------------------------------------------------
 
 def test_delete_user(client: Client, admin: dict[str, str], runtime: Runtime,

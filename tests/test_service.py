@@ -113,6 +113,23 @@ def test_rename_onto_a_taken_name_is_refused(runtime: Runtime) -> None:
         run(runtime.service.update_user(a.username, UserChanges(username=b.username)))
 
 
+def test_a_rename_with_a_taken_email_changes_nothing(runtime: Runtime) -> None:
+    """Checked before the rename: the address is refused, the name stays."""
+    a = create(runtime, email=f"{unique('m')}@example.org")
+    b = create(runtime, email=f"{unique('m')}@example.org")
+    new_name = unique("renamed")
+    with pytest.raises(AlreadyExists) as refused:
+        run(runtime.service.update_user(a.username, UserChanges(
+            username=new_name, profile=Profile(email=b.email)), account_type="staff"))
+    assert refused.value.field == "email"
+    after = run(runtime.service.get_user(a.username))
+    assert (after.username, after.email, after.account_type) == (a.username, a.email, "user")
+    # His own address is no conflict.
+    same = run(runtime.service.update_user(a.username, UserChanges(
+        profile=Profile(email=str(a.email).upper(), first_name="Own"))))
+    assert same.first_name == "Own"
+
+
 def test_account_type_changes(runtime: Runtime, slapd: SlapdInstance) -> None:
     user = create(runtime)
     for account_type in ("staff", "admin", "user"):

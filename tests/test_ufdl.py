@@ -442,6 +442,18 @@ def test_patch_any_subset(client: Client, staff: Headers, runtime: Runtime) -> N
     assert unchanged.status_code == 200 and unchanged.json()["last_name"] == "Else"
 
 
+def test_a_refused_patch_changes_nothing(client: Client, admin: Headers,
+                                         runtime: Runtime) -> None:
+    """A password that cannot be set refuses the whole request: the other
+    fields and the type stay as they were."""
+    user = create(runtime, first_name="Keep", last_name="Me")
+    response = client.patch(f"/v1/users/{user.id}", headers=admin, json={
+        "first_name": "Changed", "is_staff": True, "password": "short"})
+    assert response.status_code == 400 and set(response.json()) == {"password"}
+    after = run(runtime.service.get_user(user.username))
+    assert (after.first_name, after.account_type) == ("Keep", "user")
+
+
 def test_patch_is_staff(client: Client, admin: Headers, runtime: Runtime,
                         slapd: SlapdInstance) -> None:
     user = create(runtime)

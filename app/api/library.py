@@ -177,11 +177,11 @@ def name_filter(term: str) -> Combine | None:
 
 
 async def apply_update(runtime: Runtime, user: User, payload: UserPayload) -> User:
-    """The account type first: refused for the last admin, it must change nothing else."""
+    """Fields and account type as one update: bad input, a taken name or
+    address, or the last admin's demotion changes nothing."""
     account_type = payload.account_type(user, runtime.service.types.default)
-    if account_type is not None:
-        await runtime.service.set_account_type(user.username, account_type)
-    return await runtime.service.update_user(user.username, payload.changes())
+    return await runtime.service.update_user(user.username, payload.changes(),
+                                             account_type=account_type)
 
 
 # --- errors: always {"message": ...} -----------------------------------------

@@ -194,17 +194,16 @@ async def editable_user(runtime: Runtime, caller: Principal, key: str, method: s
 
 
 async def apply(runtime: Runtime, user: User, update: Update) -> User:
-    """The changes most likely refused (names, email, password) first, the
-    deactivation last; the last active admin is refused before any change."""
+    """What can be checked first is (values, a taken name or address, the
+    last active admin's deactivation, the last admin's demotion): refused,
+    nothing changes. Then the password (slapd's policy may refuse it, before
+    anything else changed), type and fields, and the deactivation last."""
     service = runtime.service
     if update.active is False and user.active and user.is_admin:
         await refuse_last_admin(runtime, user)
-    user = await service.update_user(user.username, update.changes)
-    if update.password is not None:
-        await service.set_password(user.username, update.password)
-    account_type = update.account_type(user, service.types)
-    if account_type is not None:
-        user = await service.set_account_type(user.username, account_type)
+    user = await service.update_user(user.username, update.changes,
+                                     account_type=update.account_type(user, service.types),
+                                     password=update.password)
     if update.active is not None and update.active != user.active:
         switch = service.enable_user if update.active else service.disable_user
         user = await switch(user.username)

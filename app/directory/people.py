@@ -119,17 +119,20 @@ class People:
         me = names.normalise_dn(dn)
         return any(names.normalise_dn(e["dn"]) != me for e in entries)
 
-    def taken(self, username: str, email: str | None) -> str | None:
-        """Which of username/email another person (published or being created) holds."""
+    def taken(self, username: str | None, email: str | None, *,
+              besides: str | None = None) -> str | None:
+        """Which of username/email a person (published or being created)
+        holds, other than the one at DN `besides`."""
+        me = names.normalise_dn(besides) if besides else None
         for attribute, value in (("uid", username), ("mail", email)):
             if value is None:
                 continue
             entries, _ = self.ldap.search(
                 self.tree.base, names.all_of("(objectClass=inetOrgPerson)",
                                              names.equals(attribute, value)),
-                ["1.1"], size_limit=1,
+                ["1.1"], size_limit=2,
             )
-            if entries:
+            if any(names.normalise_dn(e["dn"]) != me for e in entries):
                 return "username" if attribute == "uid" else "email"
         return None
 

@@ -155,14 +155,39 @@ class Users(ServiceBase):
     # --- changing ----------------------------------------------------------
 
     @writes
-    def update_user(self, username: str, changes: UserChanges) -> User:
+    def update_user(self, username: str, changes: UserChanges, *,
+                    account_type: str | None = None, password: str | None = None) -> User:
+        """Profile fields, username and, if given, account type and password,
+        as one request. All that can be checked beforehand is (values, a
+        taken name or address, the type's name, the last admin's demotion),
+        so bad input changes nothing; then the password (slapd's policy may
+        still refuse it, before anything else changed), the type, the name
+        and the fields. Only a race lost to another writer can still leave
+        part of it done."""
         person = self._person(username)
         profile = check_profile(changes.profile)
         people = self.directory.people
+        new_name = None
         if changes.username is not UNSET and changes.username != person.username:
             new_name = n.Tree.checked_username(changes.username)
             if new_name.lower() != person.username.lower() and people.taken(new_name, None):
                 raise AlreadyExists("username")
+        if isinstance(profile.email, str) and people.taken(None, profile.email,
+                                                          besides=person.dn):
+            raise AlreadyExists("email")
+        if account_type is not None:
+            self._checked_type(account_type)
+            leaves_admins = ADMIN in self.group_types.memberships(person.member_of) and \
+                account_type != ADMIN
+            if leaves_admins and not self._another_admin(person.dn)[0]:
+                raise LastAdmin("the directory must keep at least one admin")
+        if password is not None:
+            check_password(password)
+            people.reset_password(person.dn, password)
+        if account_type is not None:
+            with self.directory.locks.hold(person.uuid):
+                self._move_to_type(self._by_dn(person.dn), account_type)
+        if new_name is not None:
             with self.directory.locks.hold(person.uuid):
                 person = self._by_dn(people.rename(person, new_name))
         people.modify(person, profile_modifications(profile, person.username))
@@ -280,19 +305,25 @@ class Users(ServiceBase):
         4528), so two admins demoting or deleting each other at once cannot
         both succeed; the loser re-reads and finds himself the last admin.
         """
-        groups, tree = self.directory.groups, self.directory.tree
         admin_dn = self.group_types.dn_of[ADMIN]
-        me = n.normalise_dn(dn)
         for _ in range(ADMIN_RETRIES):
-            members, version = groups.members_and_version(admin_dn)
-            if not any(n.normalise_dn(m) != me and tree.is_person(m) for m in members):
+            another, version = self._another_admin(dn)
+            if not another:
                 raise LastAdmin("the directory must keep at least one admin")
             try:
-                groups.remove_member(admin_dn, dn, version=version)
+                self.directory.groups.remove_member(admin_dn, dn, version=version)
                 return
             except GroupChanged:
                 time.sleep(random.uniform(0.001, 0.02))  # noqa: S311 - jitter, not security
         raise Busy("the admin group keeps changing; retry")
+
+    def _another_admin(self, dn: str) -> tuple[bool, str]:
+        """Has the admin group a member other than `dn`, and the version
+        (entryCSN) of the group that answer was read at."""
+        members, version = self.directory.groups.members_and_version(
+            self.group_types.dn_of[ADMIN])
+        me, tree = n.normalise_dn(dn), self.directory.tree
+        return any(n.normalise_dn(m) != me and tree.is_person(m) for m in members), version
 
     def _other_active_admin(self, dn: str) -> bool:
         return self.directory.people.other_active_member(self.group_types.dn_of[ADMIN], dn)
