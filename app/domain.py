@@ -266,6 +266,14 @@ class InvalidCode(DomainError):
     """An email code that is wrong, expired, used up or was never sent: one answer for all."""
 
 
+class TooSoon(DomainError):
+    """Another email code was asked for before mail.resend_interval passed."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"another code may be sent in {retry_after} s")
+        self.retry_after = retry_after
+
+
 class Busy(DomainError):
     """The directory asked us to come back later (retryable)."""
 

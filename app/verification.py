@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from collections.abc import Callable
@@ -73,11 +74,17 @@ class EmailCodes:
     def expired(self, expires: datetime | None) -> bool:
         return expires is None or expires <= self.clock()
 
-    def too_soon(self, expires: datetime | None) -> bool:
-        """Was the code that expires then issued less than resend_interval ago?"""
+    def wait(self, expires: datetime | None) -> int:
+        """Seconds until another code may follow the one that expires then
+        (sent lifetime before it); 0: now. A send time in the future means
+        the lifetime was lowered since, and tells nothing: 0."""
         if expires is None:
-            return False
-        return expires - self.lifetime + self.resend_interval > self.clock()
+            return 0
+        now = self.clock()
+        sent = expires - self.lifetime
+        if sent > now:
+            return 0
+        return max(0, math.ceil((sent + self.resend_interval - now).total_seconds()))
 
     def used_up(self, attempts: int) -> bool:
         return attempts >= self.max_attempts

@@ -307,6 +307,7 @@ def test_a_sign_up_disabled_by_an_admin_stays_disabled(client: Client, inbox: In
     assert client.post(f"{API}/users/verify/", json={"email": email, "otp": code}).json() \
         == BAD_CODE
     assert client.post(f"{API}/users/resend-otp/", json={"email": email}).status_code == 200
+    assert nothing_sent(inbox, email)  # it awaits no code any more
     assert token(client, email).json() == NO_ACCOUNT
     # Enabling it is the admin's decision, and it takes effect.
     assert client.post(f"/people/{username}/enable", headers=admin).status_code == 200
@@ -340,15 +341,7 @@ def test_resend_waits_its_interval(slapd: SlapdInstance, smtp: tuple[int, Inbox]
     is asked and however the last code ended, and answers the same throughout."""
     port, inbox = smtp
     sent = {"msg": "Email sent successfully!"}
-
-    def nothing_sent(email: str) -> bool:
-        try:
-            inbox.take(email, timeout=0.5)
-        except AssertionError:
-            return True
-        return False
-
-    config = app_config(slapd, tmp_path_factory.mktemp("resend"), port, resend_interval=2)
+    config = app_config(slapd, tmp_path_factory.mktemp("resend"), port, resend_interval=5)
     with TestClient(app=create_app(config)) as paced:
         body = sign_up_body()
         email = body["email"]
@@ -356,18 +349,46 @@ def test_resend_waits_its_interval(slapd: SlapdInstance, smtp: tuple[int, Inbox]
         code = inbox.code_for(email)
         for _ in range(3):
             assert paced.post(f"{API}/users/resend-otp/", json={"email": email}).json() == sent
-        assert nothing_sent(email)
+        assert nothing_sent(inbox, email)
         # Voiding the code with wrong tries does not reopen the gate.
         wrong = f"{(int(code) + 1) % 1_000_000:06d}"
         for _ in range(5):
             paced.post(f"{API}/users/verify/", json={"email": email, "otp": wrong})
         assert paced.post(f"{API}/users/resend-otp/", json={"email": email}).json() == sent
-        assert nothing_sent(email)
-        time.sleep(2.1)
+        assert nothing_sent(inbox, email)
+
+        # An email change sends a code too: one per interval, refused with
+        # DRF's throttling answer and nothing changed (the other fields neither).
+        user_id, old, headers = verified_user(paced, inbox)
+        victim = f"{unique('victim')}@example.net"
+        path = f"{API}/users/{user_id}/"
+        assert paced.patch(path, headers=headers, json={"email": victim}).status_code == 200
+        inbox.take(victim)
+        again = paced.patch(path, headers=headers, json={"email": victim, "last_name": "Other"})
+        assert again.status_code == 429 and int(again.headers["retry-after"]) in range(1, 6)
+        assert again.json() == {"detail": "Request was throttled. Expected available in "
+                                          f"{again.headers['retry-after']} seconds."}
+        assert nothing_sent(inbox, victim)
+        assert paced.get(path, headers=headers).json()["last_name"] == "Doe"
+
+        time.sleep(5.1)
         assert paced.post(f"{API}/users/resend-otp/", json={"email": email}).json() == sent
         fresh = inbox.code_for(email)
         assert paced.post(f"{API}/users/verify/",
                           json={"email": email, "otp": fresh}).status_code == 200
+        assert paced.patch(path, headers=headers, json={"email": victim}).status_code == 200
+        assert paced.post(f"{API}/users/verify/", json={"email": victim,
+                                                        "otp": inbox.code_for(victim)}).json() \
+            == {"msg": "Email verified successfully!"}
+        assert paced.get(path, headers=headers).json()["email"] == victim != old
+
+
+def nothing_sent(inbox: Inbox, email: str) -> bool:
+    try:
+        inbox.take(email, timeout=0.5)
+    except AssertionError:
+        return True
+    return False
 
 
 def test_mail_server_down(slapd: SlapdInstance, smtp: tuple[int, Inbox],

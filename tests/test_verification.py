@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from app.config import Config
-from app.domain import AuthenticationFailed, InvalidCode, NewUser, Profile
+from app.domain import AuthenticationFailed, InvalidCode, NewUser, Profile, TooSoon
 from app.runtime import Runtime
 from app.service import UserService
 from app.verification import (
@@ -60,11 +61,21 @@ def test_lifetime_and_attempts() -> None:
     assert codes.expired(issued.expires) and codes.expired(None)
     assert not codes.used_up(4) and codes.used_up(5)
     clock.now = issued.expires - timedelta(minutes=10)  # the moment it was issued
-    assert codes.too_soon(issued.expires) and not codes.too_soon(None)
-    clock.now += timedelta(seconds=59)
-    assert codes.too_soon(issued.expires)
-    clock.now += timedelta(seconds=1)
-    assert not codes.too_soon(issued.expires)
+    assert codes.wait(issued.expires) == 60 and codes.wait(None) == 0
+    clock.now += timedelta(seconds=59, milliseconds=500)
+    assert codes.wait(issued.expires) == 1
+    clock.now += timedelta(milliseconds=500)
+    assert codes.wait(issued.expires) == 0
+
+
+def test_a_lowered_lifetime_does_not_hold_codes_back() -> None:
+    clock = Clock()
+    issued = EmailCodes(clock=clock).issue()  # ten minutes
+    shorter = EmailCodes(lifetime=timedelta(minutes=5), clock=clock)
+    # Read with the new lifetime, the code seems sent five minutes from now.
+    assert shorter.wait(issued.expires) == 0
+    clock.now += timedelta(minutes=5, seconds=30)
+    assert shorter.wait(issued.expires) == 30
 
 
 # --- the service, with a clock the test moves ----------------------------------
@@ -156,3 +167,67 @@ def test_a_new_code_replaces_the_old_one(service: UserService, clock: Clock) -> 
             run(service.verify_email(email, old))
     assert run(service.verify_email(email, new)).email_verified
     assert run(service.resend_code(email)) is None  # verified: nothing awaits a code
+
+
+def test_two_resends_at_once_send_one_code(service: UserService, clock: Clock,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second of two resend requests reads the code before the first
+    replaced it: its replacement is refused, so one code goes out."""
+    _, email, _ = sign_up(service)
+    clock.now += timedelta(minutes=1)
+    codes = service.directory.codes
+    awaiting = codes.awaiting
+    inner: list[tuple[str, str] | None] = []
+
+    def read_then_let_another_in(address: str) -> Any:
+        waiting = awaiting(address)
+        if not inner:
+            inner.append(None)
+            inner[0] = run(service.resend_code(email))  # all of it, between read and write
+        return waiting
+
+    monkeypatch.setattr(codes, "awaiting", read_then_let_another_in)
+    outer = run(service.resend_code(email))
+    assert inner[0] is not None and outer is None
+    assert run(service.verify_email(email, inner[0][1])).email_verified
+
+
+def test_two_email_changes_at_once_send_one_code(service: UserService, clock: Clock,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    username, email, code = sign_up(service)
+    run(service.verify_email(email, code))
+    first, second = (f"{unique('moved')}@example.org" for _ in range(2))
+    codes = service.directory.codes
+    state = codes.state
+    inner: list[str] = []
+
+    def read_then_let_another_in(dn: str) -> Any:
+        read = state(dn)
+        if not inner:
+            inner.append("")
+            inner[0] = run(service.start_email_change(username, first))
+        return read
+
+    monkeypatch.setattr(codes, "state", read_then_let_another_in)
+    with pytest.raises(TooSoon) as refused:
+        run(service.start_email_change(username, second))
+    assert refused.value.retry_after == 60
+    monkeypatch.undo()
+    with pytest.raises(InvalidCode):  # the refused change left no code for its address
+        run(service.verify_email(second, inner[0]))
+    assert run(service.verify_email(first, inner[0])).email == first
+
+
+def test_email_changes_wait_their_interval(service: UserService, clock: Clock) -> None:
+    """Whatever the address: one code a minute, so a PATCH cannot flood a mailbox."""
+    username, email, code = sign_up(service)
+    run(service.verify_email(email, code))  # verified at once: the next code may go now
+    target = f"{unique('victim')}@example.org"
+    assert is_code_shaped(run(service.start_email_change(username, target)))
+    clock.now += timedelta(seconds=30)
+    for address in (target, f"{unique('other')}@example.org"):
+        with pytest.raises(TooSoon) as refused:
+            run(service.start_email_change(username, address))
+        assert refused.value.retry_after == 30
+    clock.now += timedelta(seconds=30)
+    assert is_code_shaped(run(service.start_email_change(username, target)))

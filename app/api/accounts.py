@@ -48,8 +48,10 @@ from app.domain import (
     PermissionDenied,
     PolicyViolation,
     Principal,
+    TooSoon,
     Unavailable,
     User,
+    check_profile,
 )
 from app.mail import Mail, MailUnavailable
 from app.pictures import InvalidPicture, NoPicture
@@ -74,6 +76,7 @@ ERRORS = {
         404: (UserNotFound, "No user with this id"),
         405: (Detail, "Method not allowed"),
         413: (Detail, "Body too large"),
+        429: (Detail, "An email change within mail.resend_interval of the last code"),
         503: (Detail, "The directory or the mail server is unavailable"),
     }.items()
 }
@@ -153,6 +156,7 @@ async def update(pk: FromPath[str], caller: Caller, runtime: Rt,
     user = await permitted_user(runtime, caller, pk)
     email, changes = data.to_changes()
     if isinstance(email, str) and email.lower() != (user.email or "").lower():
+        check_profile(changes.profile)  # a refused PATCH changes nothing, and mails nothing
         await change_email(runtime, user, email)
     return AccountSummary.of(await runtime.service.update_user(user.username, changes))
 
@@ -230,6 +234,8 @@ def error_response(request: Request[Any, Any, Any], error: Exception) -> Respons
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
     if isinstance(error, Busy | Unavailable):
         headers["Retry-After"] = "1"
+    if isinstance(error, TooSoon):
+        headers["Retry-After"] = str(error.retry_after)
     if status == 500:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return Response(body, status_code=status, headers=headers)
@@ -259,6 +265,10 @@ def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, An
             return 404, Detail("Not found.")
         case NotFound():
             return 404, UserNotFound(error="User not found")
+        case TooSoon():  # DRF's throttling answer
+            unit = "second" if error.retry_after == 1 else "seconds"
+            return 429, Detail(f"Request was throttled. Expected available in "
+                               f"{error.retry_after} {unit}.")
         case MailUnavailable():
             return 503, Detail("The email could not be sent. Please try again later.")
         case Busy() | Unavailable():

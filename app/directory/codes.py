@@ -21,6 +21,7 @@ from app.directory.schema import (
     parse_time,
     values,
 )
+from app.domain import NotFound
 
 CODE_HASH = "userdirEmailCodeHash"
 ATTEMPTS = "userdirEmailCodeAttempts"
@@ -93,9 +94,18 @@ class EmailCodeStore:
         me = names.normalise_dn(except_dn)
         return any(names.normalise_dn(e["dn"]) != me for e in entries)
 
-    def reissue(self, dn: str, stored: str, expires: datetime) -> None:
-        """A new code in place of the old one (which stops working at once)."""
-        self.ldap.modify(dn, email_code_changes(stored, expires), subject="user")
+    def state(self, dn: str) -> CodeState:
+        entry = self.ldap.read(dn, EMAIL_CODE_ATTRIBUTES, subject="user")
+        if entry is None:
+            raise NotFound("user not found")
+        return CodeState.of(dn, {a: values(entry, a) for a in EMAIL_CODE_ATTRIBUTES})
+
+    def reissue(self, state: CodeState, stored: str, expires: datetime,
+                pending: str | None = None) -> bool:
+        """A new code in place of the one read in `state` (which stops
+        working at once), for `pending` if given. False, nothing done: the
+        code changed since it was read, say a parallel request sent one."""
+        return self._if_code_is(state, email_code_changes(stored, expires, pending=pending))
 
     def count_attempt(self, dn: str) -> CodeState | None:
         """Count one attempt (RFC 4525 increment) and read the code it was
@@ -141,7 +151,7 @@ class EmailCodeStore:
     def void(self, state: CodeState) -> None:
         """Drop a used-up or expired code, unless a new one replaced it
         meanwhile. Its expiry stays: it tells when the code was sent, which
-        limits how soon another may be (see EmailCodes.too_soon)."""
+        limits how soon another may be (see EmailCodes.wait)."""
         changes = self._without_code()
         del changes["userdirEmailCodeExpiry"]
         self._if_code_is(state, changes)
@@ -153,8 +163,9 @@ class EmailCodeStore:
         # and a search's assertion is evaluated against its base, here the
         # base DN. That entry is no person, so it passes this filter, which
         # for the person himself still demands the code.
-        still = names.any_of(names.equals(CODE_HASH, state.stored or ""),
-                             names.negate("(objectClass=inetOrgPerson)"))
+        code = names.equals(CODE_HASH, state.stored) if state.stored \
+            else names.negate(f"({CODE_HASH}=*)")
+        still = names.any_of(code, names.negate("(objectClass=inetOrgPerson)"))
         result = self.ldap.modify(state.dn, changes, controls=[assertion(still)],
                                   tolerate=(ASSERTION_FAILED,), subject="email")
         return bool(result["result"] != ASSERTION_FAILED)

@@ -7,16 +7,14 @@ from collections.abc import Iterator
 
 import msgspec
 
-from app.directory.schema import (
-    email_code_attributes,
-    email_code_changes,
-)
+from app.directory.schema import email_code_attributes
 from app.domain import (
     AlreadyExists,
     InvalidCode,
     InvalidInput,
     NewUser,
     Profile,
+    TooSoon,
     User,
     check_profile,
     is_valid_email,
@@ -52,16 +50,21 @@ class EmailVerification(Users):
     @writes
     def start_email_change(self, username: str, new_email: str) -> str:
         """Park a new address in userdirPendingEmail with a fresh code for it
-        (returned, to be mailed there): mail changes when the code comes back."""
+        (returned, to be mailed there): mail changes when the code comes back.
+        At most one code per resend_interval, whatever the address: TooSoon."""
         person = self._person(username)
         address = check_profile(Profile(email=new_email)).email
         if not isinstance(address, str):
             raise InvalidInput("email", "This field may not be blank.")
-        if self.directory.codes.claimed(address, person.dn):
+        codes = self.directory.codes
+        if codes.claimed(address, person.dn):
             raise AlreadyExists("email")
+        state = codes.state(person.dn)
+        if wait := self.codes.wait(state.expires):
+            raise TooSoon(wait)
         issued = self.codes.issue()
-        self.directory.people.modify(
-            person, email_code_changes(issued.stored, issued.expires, pending=address))
+        if not codes.reissue(state, issued.stored, issued.expires, pending=address):
+            raise TooSoon(max(1, self.codes.wait(issued.expires)))  # a parallel one won
         return issued.code
 
     @writes
@@ -72,10 +75,11 @@ class EmailVerification(Users):
         if not is_valid_email(email):
             return None
         waiting = self.directory.codes.awaiting(email)
-        if not waiting or self.codes.too_soon(waiting[0].expires):
+        if not waiting or self.codes.wait(waiting[0].expires):
             return None
         issued = self.codes.issue()
-        self.directory.codes.reissue(waiting[0].dn, issued.stored, issued.expires)
+        if not self.directory.codes.reissue(waiting[0], issued.stored, issued.expires):
+            return None  # a parallel request sent one
         return waiting[0].address or email, issued.code
 
     @writes
