@@ -24,6 +24,7 @@ from app.domain import (
     NotFound,
     Profile,
     UserChanges,
+    UserQuery,
 )
 from app.runtime import Runtime
 from tests.conftest import ADMIN, ADMIN_PASSWORD, PASSWORD, SlapdInstance, create, run, unique
@@ -206,6 +207,46 @@ def test_two_admins_disabling_each_other(runtimes: list[Runtime]) -> None:
         assert sum(isinstance(r, LastAdmin) for r in results) == 1, results
         run(service_a.enable_user(ADMIN))
         only_admins(runtimes[0], ADMIN)
+
+
+@pytest.mark.parametrize("removal", ["demote", "delete"])
+def test_an_admin_disabled_while_he_removes_the_other(runtimes: list[Runtime],
+                                                      removal: str) -> None:
+    """A disables B while B demotes (or deletes) A: one of the two is
+    refused, and an active admin remains, whichever went first."""
+    service_a, service_b = runtimes[0].service, runtimes[1].service
+    remove = {"demote": lambda s, name: s.set_account_type(name, "user"),
+              "delete": lambda s, name: s.delete_user(name)}[removal]
+    for _ in range(ROUNDS):
+        a, b = create(runtimes[0]).username, create(runtimes[0]).username
+        only_admins(runtimes[0], a, b)
+        run(service_a.disable_user(ADMIN))  # an admin on paper only
+        results = at_once([lambda b=b: run(service_a.disable_user(b)),
+                           lambda a=a: run(remove(service_b, a))])
+        assert sum(isinstance(r, LastAdmin) for r in results) == 1, results
+        active_admins = [u for u in run(service_a.all_users(UserQuery(account_type="admin")))
+                         if u.active]
+        assert len(active_admins) == 1 and active_admins[0].username in (a, b), results
+        run(service_a.enable_user(ADMIN))
+        only_admins(runtimes[0], ADMIN)
+
+
+def test_disabled_admins_do_not_count(runtimes: list[Runtime]) -> None:
+    """The last active admin cannot leave the admins while disabled ones remain,
+    but a disabled admin can leave: the active ones stay."""
+    service = runtimes[0].service
+    dormant = create(runtimes[0]).username
+    only_admins(runtimes[0], ADMIN, dormant)
+    run(service.disable_user(dormant))
+    with pytest.raises(LastAdmin):
+        run(service.set_account_type(ADMIN, "user"))
+    with pytest.raises(LastAdmin):
+        run(service.delete_user(ADMIN))
+    with pytest.raises(LastAdmin):  # the look-ahead of a whole update, too
+        run(service.update_user(ADMIN, UserChanges(), account_type="staff"))
+    assert run(service.get_user(ADMIN)).account_type == "admin"
+    assert run(service.set_account_type(dormant, "user")).account_type == "user"
+    assert admins(runtimes[0]) == [ADMIN]
 
 
 def test_simultaneous_type_changes_leave_exactly_one(runtimes: list[Runtime],

@@ -108,16 +108,16 @@ class People:
                                              USER_ATTRIBUTES, offset, limit)
         return [PersonEntry(e["dn"], e) for e in entries], total
 
-    def other_active_member(self, group_dn: str, dn: str) -> bool:
-        """Does the group have an enabled member other than `dn`?"""
+    def active_members(self, group_dn: str, limit: int = 2) -> set[str]:
+        """Up to `limit` enabled members of a group (normalised DNs): enough
+        to tell whether one other than a given person is among them."""
         entries, _ = self.ldap.search(
             self.tree.people,
             names.all_of(names.equals("memberOf", group_dn),
                          names.negate(names.equals("pwdAccountLockedTime", LOCKED_FOREVER))),
-            ["1.1"], size_limit=2,
+            ["1.1"], size_limit=limit,
         )
-        me = names.normalise_dn(dn)
-        return any(names.normalise_dn(e["dn"]) != me for e in entries)
+        return {names.normalise_dn(e["dn"]) for e in entries}
 
     def taken(self, username: str | None, email: str | None, *,
               besides: str | None = None) -> str | None:

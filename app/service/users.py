@@ -45,6 +45,7 @@ from app.service.base import ServiceBase, reads, writes
 STALE_STAGING_SECONDS = 60  # a staged entry this old was left by a process that died
 ADMIN_RETRIES = 20
 ACTIVE_ADMINS_LOCK = "active-admins"  # a lock key; never a uuid
+LAST_ADMIN = "the directory must keep at least one active admin"
 
 
 class Users(ServiceBase):
@@ -179,8 +180,8 @@ class Users(ServiceBase):
             self._checked_type(account_type)
             leaves_admins = ADMIN in self.group_types.memberships(person.member_of) and \
                 account_type != ADMIN
-            if leaves_admins and not self._another_admin(person.dn)[0]:
-                raise LastAdmin("the directory must keep at least one admin")
+            if leaves_admins and not self._admins_remain_without(person.dn)[0]:
+                raise LastAdmin(LAST_ADMIN)
         if password is not None:
             check_password(password)
             people.reset_password(person.dn, password)
@@ -225,7 +226,7 @@ class Users(ServiceBase):
             # across API processes, so the second sees the first's change.
             with self.directory.locks.hold(ACTIVE_ADMINS_LOCK):
                 if not self._other_active_admin(person.dn):
-                    raise LastAdmin("cannot disable the last active admin")
+                    raise LastAdmin(LAST_ADMIN)
                 self._disable(person)
         return self._user(self._by_dn(person.dn))
 
@@ -298,35 +299,44 @@ class Users(ServiceBase):
             raise
 
     def _leave_admins(self, dn: str) -> None:
-        """Remove `dn` from the admin group if another admin remains.
+        """Remove `dn` from the admin group if an admin remains, and an
+        active one if `dn` is active.
 
-        The check and the removal are one atomic operation: the removal
-        carries an Assertion on the entryCSN the members were read at (RFC
-        4528), so two admins demoting or deleting each other at once cannot
-        both succeed; the loser re-reads and finds himself the last admin.
+        Two admins demoting or deleting each other at once cannot both
+        succeed: the removal carries an Assertion on the entryCSN the members
+        were read at (RFC 4528), so the check and the removal are one atomic
+        operation, even against LDAP tools; the loser re-reads and finds
+        himself the last admin. Whether the others are active is read under
+        the lock that disabling an admin holds too: an admin disabled while
+        he demotes the other cannot leave only disabled admins behind.
         """
         admin_dn = self.group_types.dn_of[ADMIN]
-        for _ in range(ADMIN_RETRIES):
-            another, version = self._another_admin(dn)
-            if not another:
-                raise LastAdmin("the directory must keep at least one admin")
-            try:
-                self.directory.groups.remove_member(admin_dn, dn, version=version)
-                return
-            except GroupChanged:
-                time.sleep(random.uniform(0.001, 0.02))  # noqa: S311 - jitter, not security
+        with self.directory.locks.hold(ACTIVE_ADMINS_LOCK):
+            for _ in range(ADMIN_RETRIES):
+                remain, version = self._admins_remain_without(dn)
+                if not remain:
+                    raise LastAdmin(LAST_ADMIN)
+                try:
+                    self.directory.groups.remove_member(admin_dn, dn, version=version)
+                    return
+                except GroupChanged:
+                    time.sleep(random.uniform(0.001, 0.02))  # noqa: S311 - jitter, not security
         raise Busy("the admin group keeps changing; retry")
 
-    def _another_admin(self, dn: str) -> tuple[bool, str]:
-        """Has the admin group a member other than `dn`, and the version
-        (entryCSN) of the group that answer was read at."""
-        members, version = self.directory.groups.members_and_version(
-            self.group_types.dn_of[ADMIN])
+    def _admins_remain_without(self, dn: str) -> tuple[bool, str]:
+        """Would an admin remain without `dn` (an active one, if `dn` is
+        active), and the version (entryCSN) of the admin group read."""
+        admin_dn = self.group_types.dn_of[ADMIN]
+        members, version = self.directory.groups.members_and_version(admin_dn)
         me, tree = n.normalise_dn(dn), self.directory.tree
-        return any(n.normalise_dn(m) != me and tree.is_person(m) for m in members), version
+        if not any(n.normalise_dn(m) != me and tree.is_person(m) for m in members):
+            return False, version
+        active = self.directory.people.active_members(admin_dn)
+        return me not in active or bool(active - {me}), version
 
     def _other_active_admin(self, dn: str) -> bool:
-        return self.directory.people.other_active_member(self.group_types.dn_of[ADMIN], dn)
+        active = self.directory.people.active_members(self.group_types.dn_of[ADMIN])
+        return bool(active - {n.normalise_dn(dn)})
 
     # --- bootstrap ---------------------------------------------------------
 
