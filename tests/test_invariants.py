@@ -6,6 +6,7 @@ thread pool, so the races happen in slapd, not in one Python lock.
 
 from __future__ import annotations
 
+import base64
 import collections
 import os
 import threading
@@ -325,6 +326,30 @@ def test_a_user_made_by_an_ldap_tool_is_read_correctly(runtime: Runtime,
     run(runtime.service.delete_user(name))
     with pytest.raises(NotFound):
         run(runtime.service.get_user(name))
+
+
+def test_a_name_slapd_matches_loosely_is_the_same_user_everywhere(runtime: Runtime,
+                                                                   slapd: SlapdInstance) -> None:
+    """An LDAP tool may store a uid in full-width letters; slapd's caseIgnore
+    match folds them (NFKC), so asking for the plain name finds that user,
+    alone or together with the caller (one search for both)."""
+    name = unique("wide")
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in name)  # the full-width forms
+    dn = f"cn={name},{PEOPLE}"
+    slapd.ldap("ldapadd", stdin=(
+        f"dn: {dn}\nobjectClass: inetOrgPerson\ncn: {name}\nsn: Wide\n"
+        f"uid:: {base64.b64encode(wide.encode()).decode()}\n"))
+    try:
+        found = run(runtime.service.get_user(name))
+        assert found.last_name == "Wide"
+        caller = create(runtime)
+        for asker in (caller.uuid, found.uuid):  # someone else; the user himself
+            _, target = run(runtime.service.principal_and_user(asker, name))
+            assert target is not None and target.uuid == found.uuid
+        _, nobody = run(runtime.service.principal_and_user(found.uuid, unique("nobody")))
+        assert nobody is None
+    finally:
+        slapd.ldap("ldapdelete", dn)
 
 
 def test_a_user_made_by_userdir_is_a_valid_posix_account(runtime: Runtime,

@@ -80,7 +80,13 @@ class People:
     def find_pair(self, uuid: str, username: str) -> tuple[PersonEntry | None,
                                                             PersonEntry | None]:
         """The person with entryUUID `uuid` and the one with uid `username`,
-        in one search (they may be the same entry)."""
+        in one search (they may be the same entry).
+
+        slapd matches uid more loosely than Python compares (caseIgnoreMatch
+        folds width and spaces), so an entry that is not the first is the
+        second; only when the first is all the search found and its uid does
+        not equal `username` here does a second search tell (whether it is
+        him, loosely, or nobody)."""
         entries, _ = self.ldap.search(
             self.tree.people,
             names.all_of("(objectClass=inetOrgPerson)",
@@ -93,8 +99,11 @@ class People:
             person = PersonEntry(entry["dn"], entry)
             if person.uuid.lower() == uuid.lower():
                 by_uuid = person
-            if username.lower() in (u.lower() for u in values(entry, "uid")):
+            else:
                 by_name = person
+        if by_uuid is not None and by_name is None:
+            same = username.lower() in (u.lower() for u in values(by_uuid.entry, "uid"))
+            by_name = by_uuid if same else self.find("uid", username)
         return by_uuid, by_name
 
     def by_dn(self, dn: str) -> PersonEntry | None:
