@@ -333,6 +333,11 @@ def test_an_expired_code(slapd: SlapdInstance, smtp: tuple[int, Inbox],
         response = short.post(f"{API}/users/verify/", json={"email": body["email"], "otp": code})
         assert response.status_code == 400 and response.json() == BAD_CODE
         assert token(short, body["email"]).status_code == 401
+        # The lapsed sign-up no longer holds the address: signing up again works.
+        again = short.post(f"{API}/users/", json={**body, "first_name": "Again"})
+        assert again.status_code == 201 and again.json()["data"]["first_name"] == "Again"
+        inbox.code_for(body["email"])  # a new code was mailed (it raises if none comes)
+        assert token(short, body["email"]).status_code == 401  # and awaits its code
 
 
 def test_resend_waits_its_interval(slapd: SlapdInstance, smtp: tuple[int, Inbox],

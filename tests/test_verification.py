@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from app.config import Config
-from app.domain import AuthenticationFailed, InvalidCode, NewUser, Profile, TooSoon
+from app.domain import (
+    AlreadyExists,
+    AuthenticationFailed,
+    InvalidCode,
+    NewUser,
+    Profile,
+    TooSoon,
+)
 from app.runtime import Runtime
 from app.service import UserService
 from app.verification import (
@@ -231,3 +238,34 @@ def test_email_changes_wait_their_interval(service: UserService, clock: Clock) -
         assert refused.value.retry_after == 30
     clock.now += timedelta(seconds=30)
     assert is_code_shaped(run(service.start_email_change(username, target)))
+
+
+def test_a_lapsed_sign_up_does_not_hold_its_address(service: UserService, clock: Clock,
+                                                    slapd: SlapdInstance) -> None:
+    """Whoever signs up with an address he does not own holds it only while
+    the code lives: then a sign-up with it replaces the unconfirmed account."""
+    username, email, code = sign_up(service)
+    again = NewUser(username=username, password="Other-Horse-5", profile=Profile(email=email))
+    with pytest.raises(AlreadyExists):  # the code still lives
+        run(service.sign_up(again))
+    clock.now += timedelta(minutes=10)
+    user, fresh = run(service.sign_up(again))
+    assert user.username == username and not user.active
+    clock.now -= timedelta(minutes=10)  # the old code would be alive again, but it is gone
+    with pytest.raises(InvalidCode):
+        run(service.verify_email(email, code))
+    assert run(service.verify_email(email, fresh)).active
+    assert run(service.authenticate(email, "Other-Horse-5", by="email")).username == username
+    people = slapd.ldap("ldapsearch", "-LLL", "-b", "ou=people,dc=example,dc=org",
+                        f"(mail={email})", "1.1").stdout
+    assert people.count("dn:") == 1
+
+
+def test_a_sign_up_an_admin_decided_on_is_kept(service: UserService, clock: Clock) -> None:
+    username, email, _ = sign_up(service)
+    run(service.enable_user(username))  # let in without the code
+    clock.now += timedelta(minutes=10)
+    again = NewUser(username=username, password=PASSWORD, profile=Profile(email=email))
+    with pytest.raises(AlreadyExists):
+        run(service.sign_up(again))
+    assert run(service.authenticate(email, PASSWORD, by="email")).username == username

@@ -11,7 +11,7 @@ from ldap3 import MODIFY_INCREMENT, MODIFY_REPLACE
 
 from app.directory import names
 from app.directory.controls import POST_READ, assertion, post_read
-from app.directory.errors import ASSERTION_FAILED, NO_SUCH_ATTRIBUTE
+from app.directory.errors import ASSERTION_FAILED, NO_SUCH_ATTRIBUTE, LdapResult
 from app.directory.names import Tree
 from app.directory.operations import Ldap
 from app.directory.schema import (
@@ -39,6 +39,7 @@ class CodeState:
     stored: str | None
     expires: datetime | None
     attempts: int
+    locked: bool = False  # disabled for good (pwdAccountLockedTime 000001010000Z)
 
     @property
     def address(self) -> str | None:
@@ -46,6 +47,12 @@ class CodeState:
         if self.pending:
             return self.pending
         return self.mail if self.verified is False else None
+
+    @property
+    def awaits_sign_up(self) -> bool:
+        """A sign-up, locked until its address is confirmed, as made (an admin
+        who disabled or enabled it since has decided otherwise)."""
+        return self.verified is False and self.locked and not self.pending
 
     @classmethod
     def of(cls, dn: str, attributes: Mapping[str, Sequence[Any]]) -> CodeState:
@@ -60,7 +67,8 @@ class CodeState:
         return cls(dn=dn, mail=first("mail"), pending=first("userdirPendingEmail"),
                    verified=None if verified is None else verified == "TRUE",
                    stored=first(CODE_HASH), expires=parse_time(first("userdirEmailCodeExpiry")),
-                   attempts=int(attempts) if attempts and attempts.isdigit() else 0)
+                   attempts=int(attempts) if attempts and attempts.isdigit() else 0,
+                   locked=first("pwdAccountLockedTime") == LOCKED_FOREVER)
 
 
 class EmailCodeStore:
@@ -148,6 +156,22 @@ class EmailCodeStore:
                                   tolerate=(ASSERTION_FAILED,), subject="user")
         return bool(result["result"] != ASSERTION_FAILED)
 
+    def drop_sign_up(self, state: CodeState) -> bool:
+        """Delete a sign-up that awaits its code, if it is still as read (no
+        new code sent, not verified, enabled or disabled meanwhile)."""
+        unchanged = names.all_of(AWAITING_SIGN_UP,
+                                 names.equals("pwdAccountLockedTime", LOCKED_FOREVER),
+                                 self._code_is(state))
+        try:
+            self.ldap.delete(state.dn, controls=[assertion(unchanged)], subject="user")
+        except NotFound:
+            return False  # someone else dropped it first
+        except LdapResult as e:
+            if e.code != ASSERTION_FAILED:
+                raise
+            return False
+        return True
+
     def void(self, state: CodeState) -> None:
         """Drop a used-up or expired code, unless a new one replaced it
         meanwhile. Its expiry stays: it tells when the code was sent, which
@@ -163,12 +187,17 @@ class EmailCodeStore:
         # and a search's assertion is evaluated against its base, here the
         # base DN. That entry is no person, so it passes this filter, which
         # for the person himself still demands the code.
-        code = names.equals(CODE_HASH, state.stored) if state.stored \
-            else names.negate(f"({CODE_HASH}=*)")
-        still = names.any_of(code, names.negate("(objectClass=inetOrgPerson)"))
+        still = names.any_of(self._code_is(state), names.negate("(objectClass=inetOrgPerson)"))
         result = self.ldap.modify(state.dn, changes, controls=[assertion(still)],
                                   tolerate=(ASSERTION_FAILED,), subject="email")
         return bool(result["result"] != ASSERTION_FAILED)
+
+    @staticmethod
+    def _code_is(state: CodeState) -> str:
+        """A filter: the entry holds the code of `state`, or none if it had none."""
+        if state.stored:
+            return names.equals(CODE_HASH, state.stored)
+        return names.negate(f"({CODE_HASH}=*)")
 
     @staticmethod
     def _without_code() -> dict[str, list[tuple[str, list[str]]]]:

@@ -31,9 +31,20 @@ class EmailVerification(Users):
     def sign_up(self, new: NewUser) -> tuple[User, str]:
         """Create a locked, unverified account holding a fresh email code, and
         return the code (to be mailed): until verify_email the account cannot
-        log in anywhere, LDAP binds included. A taken username gets a number."""
-        if not isinstance(new.profile.email, str):
+        log in anywhere, LDAP binds included. A taken username gets a number.
+        An address held by a sign-up whose code expired unused is free: that
+        account goes, so nobody can hold another's address by signing up."""
+        address = new.profile.email
+        if not isinstance(address, str):
             raise InvalidInput("email", "This field is required.")
+        try:
+            return self._sign_up(new)
+        except AlreadyExists as e:
+            if e.field != "email" or not self._drop_lapsed_sign_up(address):
+                raise
+        return self._sign_up(new)
+
+    def _sign_up(self, new: NewUser) -> tuple[User, str]:
         issued = self.codes.issue()
         profile = msgspec.structs.replace(new.profile, email_verified=False)
         extra = email_code_attributes(issued.stored, issued.expires)
@@ -46,6 +57,11 @@ class EmailVerification(Users):
                 if e.field != "username":
                     raise
         raise AlreadyExists("username")
+
+    def _drop_lapsed_sign_up(self, address: str) -> bool:
+        codes = self.directory.codes
+        return any(codes.drop_sign_up(state) for state in codes.awaiting(address)
+                   if state.awaits_sign_up and self.codes.expired(state.expires))
 
     @writes
     def start_email_change(self, username: str, new_email: str) -> str:
