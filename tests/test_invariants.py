@@ -18,8 +18,10 @@ import pytest
 from ldap3 import SAFE_SYNC, SUBTREE, Connection, Server
 
 from app.config import Config
+from app.directory import locks as locks_module
 from app.domain import (
     AlreadyExists,
+    Busy,
     LastAdmin,
     NewUser,
     NotFound,
@@ -28,6 +30,7 @@ from app.domain import (
     UserQuery,
 )
 from app.runtime import Runtime
+from app.service.users import ACTIVE_ADMINS_LOCK
 from tests.conftest import ADMIN, ADMIN_PASSWORD, PASSWORD, SlapdInstance, create, run, unique
 
 PEOPLE = "ou=people,dc=example,dc=org"
@@ -250,6 +253,50 @@ def test_disabled_admins_do_not_count(runtimes: list[Runtime]) -> None:
     assert admins(runtimes[0]) == [ADMIN]
 
 
+def test_promoted_while_being_disabled(runtimes: list[Runtime],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """B is disabled as a plain user while, between that request's first read
+    and its write, B is made admin and the only other active admin steps
+    down: the disable must see B's new type and refuse."""
+    service = runtimes[0].service
+    a, b = create(runtimes[0]).username, create(runtimes[0]).username
+    only_admins(runtimes[0], a)
+    run(service.disable_user(ADMIN))  # an admin on paper only
+    read = service._person
+    meanwhile: list[str] = []
+
+    def read_then_let_others_in(username: str) -> Any:
+        person = read(username)
+        if not meanwhile:
+            meanwhile.append(username)
+            run(service.set_account_type(b, "admin"))
+            run(service.set_account_type(a, "user"))  # b is an active admin: allowed
+        return person
+
+    monkeypatch.setattr(service, "_person", read_then_let_others_in)
+    with pytest.raises(LastAdmin):
+        run(service.disable_user(b))
+    monkeypatch.undo()
+    assert run(service.get_user(b)).active and admins(runtimes[0]) == [b]
+    run(service.enable_user(ADMIN))
+    only_admins(runtimes[0], ADMIN)
+
+
+def test_a_demotion_that_cannot_get_the_lock_keeps_one_type(
+        runtimes: list[Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = runtimes[0]
+    name = create(runtime).username
+    only_admins(runtime, ADMIN, name)
+    monkeypatch.setattr(locks_module, "WAIT_SECONDS", 0.3)
+    with runtime.directory.locks.hold(ACTIVE_ADMINS_LOCK), pytest.raises(Busy):
+        run(runtime.service.set_account_type(name, "staff"))
+    user = run(runtime.service.get_user(name))
+    assert user.account_type == "admin" and name in admins(runtime)
+    staff = run(runtime.service.get_group("staff")).members
+    assert name not in staff  # the join was undone
+    only_admins(runtime, ADMIN)
+
+
 def test_simultaneous_type_changes_leave_exactly_one(runtimes: list[Runtime],
                                                      private_slapd: SlapdInstance) -> None:
     for _ in range(10):
@@ -302,6 +349,22 @@ def test_refint_after_deleting_an_admin_leaves_the_other(runtimes: list[Runtime]
         run(runtimes[0].service.delete_user(other))
     only_admins(runtimes[0], ADMIN)
     run(runtimes[0].service.delete_user(other))
+
+
+def test_a_name_made_again_at_once_keeps_its_type(runtime: Runtime) -> None:
+    """A user deleted and made again under the same name (an admin's redo, a
+    lapsed sign-up replaced) at once: slapo-refint, which cleans up after the
+    delete about a second later, must not take the new entry out of its group."""
+    names = [create(runtime).username for _ in range(5)]
+    for name in names:
+        run(runtime.service.delete_user(name))
+        run(runtime.service.create_user(NewUser(
+            username=name, password=PASSWORD, account_type="staff",
+            profile=Profile(email=f"{unique('again')}@example.org"))))
+    time.sleep(2.5)
+    assert [run(runtime.service.get_user(n)).account_type for n in names] == ["staff"] * 5
+    for name in names:
+        run(runtime.service.delete_user(name))
 
 
 def test_a_user_made_by_an_ldap_tool_is_read_correctly(runtime: Runtime,

@@ -219,15 +219,15 @@ class Users(ServiceBase):
     @writes
     def disable_user(self, username: str) -> User:
         person = self._person(username)
-        if self._type(person) != ADMIN:
+        # Under the lock that leaving the admins holds too, and with the type
+        # read under it: two admins disabling each other, or one demoting
+        # himself while the other is promoted and disabled, go one after the
+        # other, across API processes, and the second sees the first's change.
+        with self.directory.locks.hold(ACTIVE_ADMINS_LOCK):
+            person = self._by_dn(person.dn)
+            if self._type(person) == ADMIN and not self._other_active_admin(person.dn):
+                raise LastAdmin(LAST_ADMIN)
             self._disable(person)
-        else:
-            # Two admins disabling each other at once: one after the other,
-            # across API processes, so the second sees the first's change.
-            with self.directory.locks.hold(ACTIVE_ADMINS_LOCK):
-                if not self._other_active_admin(person.dn):
-                    raise LastAdmin(LAST_ADMIN)
-                self._disable(person)
         return self._user(self._by_dn(person.dn))
 
     def _disable(self, person: PersonEntry) -> None:
@@ -293,7 +293,7 @@ class Users(ServiceBase):
                     self._leave_admins(person.dn)
                 elif old != account_type:
                     groups.remove_member(dn_of[old], person.dn)
-        except LastAdmin:
+        except Exception:  # the last admin, or the lock not had in time: undo the join
             if joined:
                 groups.remove_member(dn_of[account_type], person.dn)
             raise
