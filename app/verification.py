@@ -86,5 +86,9 @@ class EmailCodes:
             return 0
         return max(0, math.ceil((sent + self.resend_interval - now).total_seconds()))
 
+    def lapsed(self, created: datetime | None) -> bool:
+        """Was a sign-up made then given a lifetime to verify, and did it pass?"""
+        return created is not None and created + self.lifetime <= self.clock()
+
     def used_up(self, attempts: int) -> bool:
         return attempts >= self.max_attempts

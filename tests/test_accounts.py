@@ -402,14 +402,26 @@ def test_mail_server_down(slapd: SlapdInstance, smtp: tuple[int, Inbox],
     """503, and no account left behind: the same sign-up succeeds once mail works."""
     from tests.conftest import free_port
 
-    config = app_config(slapd, tmp_path_factory.mktemp("down"), free_port(), timeout=2)
+    config = app_config(slapd, tmp_path_factory.mktemp("down"), free_port(), timeout=2,
+                        resend_interval=60)
     body = sign_up_body()
+    user_id, old, _ = verified_user(client, inbox)
     with TestClient(app=create_app(config)) as down:
         response = down.post(f"{API}/users/", json=body)
         assert response.status_code == 503
         assert response.json() == {"detail": "The email could not be sent. "
                                              "Please try again later."}
         assert token(down, body["email"]).status_code == 401
+        # An email change whose code cannot be mailed does not start, and
+        # does not hold back the retry (a 503 again, not a 429).
+        headers = bearer(down, old)
+        for _ in range(2):
+            moved = down.patch(f"{API}/users/{user_id}/", headers=headers,
+                               json={"email": f"{unique('moved')}@example.net"})
+            assert moved.status_code == 503, moved.text
+        pending = slapd.ldap("ldapsearch", "-LLL", "-b", "ou=people,dc=example,dc=org",
+                             f"(mail={old})", "userdirPendingEmail").stdout
+        assert "userdirPendingEmail" not in pending and "dn:" in pending
     gone = slapd.ldap("ldapsearch", "-LLL", "-b", "dc=example,dc=org", f"(mail={body['email']})",
                       "1.1").stdout
     assert gone.strip() == ""

@@ -187,7 +187,11 @@ async def register(runtime: Runtime, new: NewUser) -> User:
 async def change_email(runtime: Runtime, user: User, address: str) -> None:
     """The code goes to the new address; mail changes once it comes back."""
     code = await runtime.service.start_email_change(user.username, address)
-    await runtime.mailer.send(code_mail(runtime, address, code))
+    try:
+        await runtime.mailer.send(code_mail(runtime, address, code))
+    except MailUnavailable:  # nothing was sent: nothing waits, a retry may come at once
+        await runtime.service.cancel_email_change(user.username, address)
+        raise
 
 
 async def send_quietly(runtime: Runtime, address: str, code: str) -> None:

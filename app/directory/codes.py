@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ldap3 import MODIFY_INCREMENT, MODIFY_REPLACE
+from ldap3 import MODIFY_ADD, MODIFY_INCREMENT, MODIFY_REPLACE
 
 from app.directory import names
 from app.directory.controls import POST_READ, assertion, post_read
@@ -17,6 +17,7 @@ from app.directory.operations import Ldap
 from app.directory.schema import (
     EMAIL_CODE_ATTRIBUTES,
     LOCKED_FOREVER,
+    USERDIR_CLASS,
     email_code_changes,
     parse_time,
     values,
@@ -40,6 +41,8 @@ class CodeState:
     expires: datetime | None
     attempts: int
     locked: bool = False  # disabled for good (pwdAccountLockedTime 000001010000Z)
+    created: datetime | None = None
+    has_class: bool = True  # userdirPerson, which the code attributes need
 
     @property
     def address(self) -> str | None:
@@ -68,7 +71,9 @@ class CodeState:
                    verified=None if verified is None else verified == "TRUE",
                    stored=first(CODE_HASH), expires=parse_time(first("userdirEmailCodeExpiry")),
                    attempts=int(attempts) if attempts and attempts.isdigit() else 0,
-                   locked=first("pwdAccountLockedTime") == LOCKED_FOREVER)
+                   locked=first("pwdAccountLockedTime") == LOCKED_FOREVER,
+                   created=parse_time(first("createTimestamp")),
+                   has_class=USERDIR_CLASS in {c.lower() for c in found.get("objectclass", [])})
 
 
 class EmailCodeStore:
@@ -113,7 +118,10 @@ class EmailCodeStore:
         """A new code in place of the one read in `state` (which stops
         working at once), for `pending` if given. False, nothing done: the
         code changed since it was read, say a parallel request sent one."""
-        return self._if_code_is(state, email_code_changes(stored, expires, pending=pending))
+        changes = email_code_changes(stored, expires, pending=pending)
+        if not state.has_class:  # a person an LDAP tool made
+            changes = {"objectClass": [(MODIFY_ADD, [USERDIR_CLASS])], **changes}
+        return self._if_code_is(state, changes)
 
     def count_attempt(self, dn: str) -> CodeState | None:
         """Count one attempt (RFC 4525 increment) and read the code it was
@@ -156,11 +164,13 @@ class EmailCodeStore:
                                   tolerate=(ASSERTION_FAILED,), subject="user")
         return bool(result["result"] != ASSERTION_FAILED)
 
-    def drop_sign_up(self, state: CodeState) -> bool:
+    def drop_sign_up(self, state: CodeState, *, keep_members_of: str) -> bool:
         """Delete a sign-up that awaits its code, if it is still as read (no
-        new code sent, not verified, enabled or disabled meanwhile)."""
+        new code sent, not verified, enabled or disabled meanwhile) and no
+        member of group `keep_members_of` (the admins: never deleted so)."""
         unchanged = names.all_of(AWAITING_SIGN_UP,
                                  names.equals("pwdAccountLockedTime", LOCKED_FOREVER),
+                                 names.negate(names.equals("memberOf", keep_members_of)),
                                  self._code_is(state))
         try:
             self.ldap.delete(state.dn, controls=[assertion(unchanged)], subject="user")
@@ -171,6 +181,14 @@ class EmailCodeStore:
                 raise
             return False
         return True
+
+    def withdraw(self, dn: str, pending: str) -> None:
+        """Drop the code and the pending address, if that is still `pending`."""
+        changes = self._without_code()
+        changes["userdirPendingEmail"] = [(MODIFY_REPLACE, [])]
+        self.ldap.modify(dn, changes,
+                         controls=[assertion(names.equals("userdirPendingEmail", pending))],
+                         tolerate=(ASSERTION_FAILED,), subject="email")
 
     def void(self, state: CodeState) -> None:
         """Drop a used-up or expired code, unless a new one replaced it

@@ -47,7 +47,8 @@ USERDIR_ATTRIBUTES = frozenset(
 # the service alone: ldif/config.ldif).
 EMAIL_CODE_ATTRIBUTES = ["mail", "userdirPendingEmail", "userdirEmailVerified",
                          "userdirEmailCodeHash", "userdirEmailCodeExpiry",
-                         "userdirEmailCodeAttempts", "pwdAccountLockedTime"]
+                         "userdirEmailCodeAttempts", "pwdAccountLockedTime", "objectClass",
+                         "createTimestamp"]
 # Fields a listing may filter on with an exact match.
 EXACT_ATTRIBUTES: dict[str, str] = {
     "username": "uid", "id": "uidNumber", "uuid": "entryUUID", **PROFILE_ATTRIBUTES,

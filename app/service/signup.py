@@ -9,7 +9,9 @@ import msgspec
 
 from app.directory.schema import email_code_attributes
 from app.domain import (
+    ADMIN,
     AlreadyExists,
+    Busy,
     InvalidCode,
     InvalidInput,
     NewUser,
@@ -32,8 +34,9 @@ class EmailVerification(Users):
         """Create a locked, unverified account holding a fresh email code, and
         return the code (to be mailed): until verify_email the account cannot
         log in anywhere, LDAP binds included. A taken username gets a number.
-        An address held by a sign-up whose code expired unused is free: that
-        account goes, so nobody can hold another's address by signing up."""
+        An address held by a sign-up not verified within the code lifetime
+        is free again (resent codes do not extend it): that account goes, so
+        nobody can hold another's address by signing up with it."""
         address = new.profile.email
         if not isinstance(address, str):
             raise InvalidInput("email", "This field is required.")
@@ -59,9 +62,10 @@ class EmailVerification(Users):
         raise AlreadyExists("username")
 
     def _drop_lapsed_sign_up(self, address: str) -> bool:
-        codes = self.directory.codes
-        return any(codes.drop_sign_up(state) for state in codes.awaiting(address)
-                   if state.awaits_sign_up and self.codes.expired(state.expires))
+        codes, admins = self.directory.codes, self.group_types.dn_of[ADMIN]
+        return any(codes.drop_sign_up(state, keep_members_of=admins)
+                   for state in codes.awaiting(address)
+                   if state.awaits_sign_up and self.codes.lapsed(state.created))
 
     @writes
     def start_email_change(self, username: str, new_email: str) -> str:
@@ -75,13 +79,20 @@ class EmailVerification(Users):
         codes = self.directory.codes
         if codes.claimed(address, person.dn):
             raise AlreadyExists("email")
-        state = codes.state(person.dn)
-        if wait := self.codes.wait(state.expires):
-            raise TooSoon(wait)
-        issued = self.codes.issue()
-        if not codes.reissue(state, issued.stored, issued.expires, pending=address):
-            raise TooSoon(max(1, self.codes.wait(issued.expires)))  # a parallel one won
-        return issued.code
+        for _ in range(3):  # a parallel request may replace the code read
+            state = codes.state(person.dn)
+            if wait := self.codes.wait(state.expires):
+                raise TooSoon(wait)
+            issued = self.codes.issue()
+            if codes.reissue(state, issued.stored, issued.expires, pending=address):
+                return issued.code
+        raise Busy("the email code keeps changing; retry")
+
+    @writes
+    def cancel_email_change(self, username: str, address: str) -> None:
+        """Withdraw the code for `address` when it could not be mailed: the
+        change did not start, and a retry is not held back by it."""
+        self.directory.codes.withdraw(self._person(username).dn, address)
 
     @writes
     def resend_code(self, email: str) -> tuple[str, str] | None:
