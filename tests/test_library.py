@@ -150,6 +150,8 @@ def test_list_users(client: Client, admin: dict[str, str], runtime: Runtime) -> 
     tag = unique("lib")
     by_username = create(runtime, f"{tag}a").username
     by_name = create(runtime, display_name=f"Reader {tag.upper()}").username
+    # No display name: shown (and found) by the name made of first and last name.
+    by_full_name = create(runtime, first_name="Ann", last_name=f"Lee{tag}").username
     create(runtime, email=f"{tag}@example.org")  # the email is not searched
     everyone = client.get("/api/v1/users", headers=admin)
     assert everyone.status_code == 200
@@ -157,7 +159,10 @@ def test_list_users(client: Client, admin: dict[str, str], runtime: Runtime) -> 
     assert {ADMIN, by_username, by_name} <= set(names)
     assert all(u["password"] == "" for u in everyone.json())
     found = client.get("/api/v1/users/", headers=admin, params={"s": tag})
-    assert sorted(u["username"] for u in found.json()) == sorted([by_username, by_name])
+    assert sorted(u["username"] for u in found.json()) == \
+        sorted([by_username, by_name, by_full_name])
+    assert {u["name"] for u in found.json() if u["username"] == by_full_name} == \
+        {f"Ann Lee{tag}"}
     assert client.get("/api/v1/users", headers=admin, params={"s": f"{tag}zz"}).json() == []
 
 

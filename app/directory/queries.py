@@ -28,6 +28,8 @@ SORT_ATTRIBUTES = {
 CASE_EXACT_RULES = {"mail": "caseExactIA5Match", "userdirPendingEmail": "caseExactIA5Match",
                     "userdirTimezone": "caseExactIA5Match"}
 NO_SUBSTRINGS = {"uidNumber", "entryUUID", "userdirEmailVerified", "userdirBirthday"}
+# A user without displayName is shown with his cn (schema.to_user): filters match what is shown.
+SHOWN_INSTEAD = {"displayName": "cn"}
 
 
 def user_filter(query: UserQuery, groups: GroupTypes) -> str:
@@ -71,6 +73,15 @@ def _positive_match(match: Match, groups: GroupTypes) -> str:
     attribute = EXACT_ATTRIBUTES.get(match.field)
     if attribute is None:
         raise InvalidInput(match.field, f"cannot filter on {match.field!r}")
+    found = _attribute_match(attribute, match)
+    fallback = SHOWN_INSTEAD.get(attribute)
+    if fallback is None or not match.value:
+        return found
+    return n.any_of(found, n.all_of(n.negate(f"({attribute}=*)"),
+                                    _attribute_match(fallback, match)))
+
+
+def _attribute_match(attribute: str, match: Match) -> str:
     if match.contains:
         if attribute in NO_SUBSTRINGS and match.value:
             raise InvalidInput(match.field, f"{match.field} only matches exactly")
