@@ -162,6 +162,11 @@ class SortKey(enum.Enum):
     ACTIVE = "active"
     ACCOUNT_TYPE = "account_type"
     IS_ADMIN = "is_admin"  # non-admins (whatever their type), then admins
+    IS_STAFF = "is_staff"  # users, then staff and admins together
+
+
+# Keys on the account type (group memberships, which slapd cannot sort on).
+TYPE_SORT_KEYS = frozenset({SortKey.ACCOUNT_TYPE, SortKey.IS_ADMIN, SortKey.IS_STAFF})
 
 
 class Match(Struct, frozen=True, kw_only=True):
@@ -196,7 +201,7 @@ class UserQuery(Struct, kw_only=True, frozen=True):
     """A listing: filters, sort keys (ties in creation order), a window.
 
     `text` is a substring of username, names or email; `where` any filter
-    tree. ACCOUNT_TYPE and IS_ADMIN can only be the first sort key."""
+    tree. ACCOUNT_TYPE, IS_ADMIN and IS_STAFF only come before other keys."""
 
     text: str | None = None
     exact: tuple[tuple[str, str], ...] = ()

@@ -670,10 +670,15 @@ def test_order_by(client: Client, staff: Headers, people: dict[str, str]) -> Non
                                                    {"field": "username",
                                                     "ascending": False}]) == ["c", "a", "b"]
     assert listed(client, staff, people, order_by=[{"field": "last_name"}]) == ["c", "b", "a"]
+    # A flag orders by its value alone: staff and admins are both is_staff,
+    # users and staff both not is_superuser; the next key orders within.
     assert listed(client, staff, people, order_by=[
-        {"field": "is_staff", "ascending": False}, {"field": "username"}]) == ["c", "b", "a"]
-    assert listed(client, staff, people, order_by=[{"field": "is_superuser"},
-                                                   {"field": "pk"}]) == ["a", "b", "c"]
+        {"field": "is_staff", "ascending": False}, {"field": "username"}]) == ["b", "c", "a"]
+    assert listed(client, staff, people, order_by=[
+        {"field": "is_superuser"}, {"field": "username", "ascending": False}]) == ["b", "a", "c"]
+    assert listed(client, staff, people, order_by=[  # both flags: admins, staff, users
+        {"field": "is_superuser", "ascending": False}, {"field": "is_staff", "ascending": False},
+        {"field": "username"}]) == ["c", "b", "a"]
     assert listed(client, staff, people, include_inactive=True,
                   order_by=[{"field": "is_active"}, {"field": "username"}]) == ["d", "a", "b", "c"]
     assert listed(client, staff, people, include_inactive=True, order_by=[
@@ -713,7 +718,7 @@ def test_filter_values_are_escaped(client: Client, staff: Headers,
     ({"expressions": {"type": "exact"}}, "Invalid filter body: Expected `array`"),
     ({"order_by": [{"field": "password"}]}, "Cannot order by 'password'."),
     ({"order_by": [{"field": "username"}, {"field": "is_staff"}]},
-     "is_staff and is_superuser can only be the first order_by field."),
+     "is_staff and is_superuser can only come before other order_by fields."),
     ({"include_inactive": "yes"}, "Invalid filter body: Expected `bool`, got `str`"),
     ([], "Invalid filter body: Expected `object`, got `array`."),
 ])

@@ -10,6 +10,7 @@ from msgspec import UNSET, Struct, UnsetType
 from app.domain import (
     ADMIN,
     STAFF,
+    TYPE_SORT_KEYS,
     AccountTypes,
     Combine,
     Filter,
@@ -251,7 +252,7 @@ SORT_KEYS = {
     "first_name": SortKey.FIRST_NAME, "last_name": SortKey.LAST_NAME, "email": SortKey.EMAIL,
     "is_active": SortKey.ACTIVE, "date_joined": SortKey.CREATED,
     # Account types rank user < staff < admin: false before true for both.
-    "is_staff": SortKey.ACCOUNT_TYPE, "is_superuser": SortKey.ACCOUNT_TYPE,
+    "is_staff": SortKey.IS_STAFF, "is_superuser": SortKey.IS_ADMIN,
 }
 # Django's BooleanField.to_python
 TRUE, FALSE = ("t", "true", "1"), ("f", "false", "0")
@@ -341,16 +342,18 @@ def as_flag(field: str, value: str | int | float | bool) -> bool:
 
 
 def sort_orders(order_by: list[OrderBy]) -> list[Order]:
-    """Each key once (a repeated key cannot change the order); account type
-    only first, because slapd cannot sort on a group membership."""
+    """Each key once (a repeated key cannot change the order); the flags on
+    the account type only before other keys, because slapd cannot sort on a
+    group membership."""
     orders: list[Order] = []
-    for position, item in enumerate(order_by):
+    for item in order_by:
         key = SORT_KEYS.get(item.field)
         if key is None:
             raise BadFilter(f"Cannot order by '{item.field}'. "
                             f"Choices are: {', '.join(sorted(USER_FIELDS))}.")
-        if key is SortKey.ACCOUNT_TYPE and position > 0 and orders[0].key is not key:
-            raise BadFilter("is_staff and is_superuser can only be the first order_by field.")
+        if key in TYPE_SORT_KEYS and any(order.key not in TYPE_SORT_KEYS for order in orders):
+            raise BadFilter("is_staff and is_superuser can only come before other order_by "
+                            "fields.")
         if all(order.key is not key for order in orders):
             orders.append(Order(key, descending=not item.ascending))
     return orders

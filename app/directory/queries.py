@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from app.directory import names as n
 from app.directory.controls import CASE_IGNORE_ORDERING, SortKey
 from app.directory.schema import EXACT_ATTRIBUTES, LOCKED_FOREVER, GroupTypes
-from app.domain import ADMIN, Filter, InvalidInput, Match, Order, UserQuery
+from app.domain import (
+    ADMIN,
+    TYPE_SORT_KEYS,
+    AccountTypes,
+    Filter,
+    InvalidInput,
+    Match,
+    Order,
+    UserQuery,
+)
 from app.domain import SortKey as Key
 
 TEXT_ATTRIBUTES = ("uid", "cn", "mail", "givenName", "sn")
@@ -115,21 +124,36 @@ def type_filter(account_type: str, groups: GroupTypes) -> str:
     return n.all_of(mine, n.negate(n.any_of(*higher))) if higher else mine
 
 
-def type_partitions(admin_only: bool, groups: GroupTypes) -> list[str]:
-    """Filters splitting users by account type, least privileged first: one
-    per type, or (admin_only) non-admins then admins."""
-    if admin_only:
-        admins = type_filter(ADMIN, groups)
-        return [n.negate(admins), admins]
-    return [type_filter(name, groups) for name in groups.types.names]
+def type_partitions(orders: Sequence[Order], groups: GroupTypes) -> list[str]:
+    """Filters splitting users by account type, in the order the type keys
+    ask (account type: least privileged first; a flag: false first). Types
+    equal under every key share one part, in which the next keys order."""
+    names = groups.types.names
+
+    def value(key: Key, name: str) -> int:
+        if key is Key.IS_ADMIN:
+            return int(name == ADMIN)
+        if key is Key.IS_STAFF:
+            return int(AccountTypes.is_staff(name))
+        return names.index(name)
+
+    def place(name: str) -> tuple[int, ...]:
+        return tuple(-value(o.key, name) if o.descending else value(o.key, name)
+                     for o in orders)
+
+    parts: dict[tuple[int, ...], list[str]] = {}
+    for name in sorted(names, key=place):
+        parts.setdefault(place(name), []).append(name)
+    return [n.any_of(*(type_filter(name, groups) for name in part))
+            for part in parts.values()]
 
 
 def sort_keys(orders: Sequence[Order]) -> list[SortKey]:
     """The keys in order, then uidNumber: ties fall in creation order."""
     keys: list[SortKey] = []
     for order in orders:
-        if order.key in (Key.ACCOUNT_TYPE, Key.IS_ADMIN):
-            raise InvalidInput("order_by", "account type can only be the first sort key")
+        if order.key in TYPE_SORT_KEYS:
+            raise InvalidInput("order_by", "account type keys only come before other keys")
         base = SORT_ATTRIBUTES[order.key]
         keys.append(SortKey(base.attribute, base.ordering_rule, reverse=order.descending))
     if not any(k.attribute == "uidNumber" for k in keys):

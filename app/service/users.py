@@ -21,6 +21,7 @@ from app.directory.schema import (
 )
 from app.domain import (
     ADMIN,
+    TYPE_SORT_KEYS,
     AlreadyExists,
     AuthenticationFailed,
     Busy,
@@ -31,7 +32,6 @@ from app.domain import (
     Page,
     Principal,
     Profile,
-    SortKey,
     User,
     UserChanges,
     UserQuery,
@@ -368,17 +368,19 @@ class Users(ServiceBase):
     def _list(self, query: UserQuery) -> Page:
         base = queries.user_filter(query, self.group_types)
         orders = (Order(query.sort, query.descending), *query.then)
-        if query.sort not in (SortKey.ACCOUNT_TYPE, SortKey.IS_ADMIN):
+        by_type = next((i for i, o in enumerate(orders) if o.key not in TYPE_SORT_KEYS),
+                       len(orders))
+        if not by_type:
             entries, total = self.directory.people.window(
                 base, queries.sort_keys(orders), query.offset, query.limit)
             return Page([self._user(p) for p in entries], total)
         # Account types are group memberships, which slapd cannot sort on:
         # list each part's users (sorted by the other keys) one after another.
-        keys = queries.sort_keys(orders[1:])
-        parts = queries.type_partitions(query.sort is SortKey.IS_ADMIN, self.group_types)
+        keys = queries.sort_keys(orders[by_type:])
+        parts = queries.type_partitions(orders[:by_type], self.group_types)
         users: list[User] = []
         total = 0
-        for partition in reversed(parts) if query.descending else parts:
+        for partition in parts:
             part = n.all_of(base, partition)
             want = query.limit - len(users)
             offset = max(query.offset - total, 0)
