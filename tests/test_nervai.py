@@ -275,6 +275,28 @@ def test_check_username(client: Client, runtime: Runtime) -> None:
         assert response.json() == {"username": invalid, "available": False}
 
 
+def test_a_user_named_check(client: Client, admin: dict[str, str], runtime: Runtime) -> None:
+    """/users/check/... is the availability check's path too: as in the
+    original, a POST there and the picture routes (ending in a slash, where
+    the check does not) are the user's."""
+    create(runtime, "check")
+    try:
+        assert client.get("/users/check/profile_picture/").json() == {"message": "No picture."}
+        assert client.get("/users/check/thumbnail/").status_code == 404
+        run(runtime.service.set_picture("check", jpeg()))
+        for route in ("profile_picture", "thumbnail"):
+            picture = client.get(f"/users/check/{route}/")
+            assert picture.status_code == 200 and picture.content.startswith(b"\xff\xd8")
+            free = client.get(f"/users/check/{route}")
+            assert free.json() == {"username": route, "available": True}
+        changed = client.post("/users/check/type", headers=admin, json={"account_type": "staff"})
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["username"], changed.json()["account_type"]) == ("check", "staff")
+        assert client.post("/users/check/type", json={"account_type": "user"}).status_code == 401
+    finally:
+        run(runtime.service.delete_user("check"))
+
+
 # --- POST /users/{user_id}/type -----------------------------------------------------------
 
 def test_change_type_by_id_and_by_username(client: Client, admin: dict[str, str],

@@ -121,6 +121,10 @@ async def delete_user(request: Request[Any, Any, Any], runtime: Rt,
 
 @get("/users/check/{username:str}", responses=ERRORS, summary="Is this username free?")
 async def check_username(username: FromPath[str], runtime: Rt) -> Availability:
+    return await availability(runtime, username)
+
+
+async def availability(runtime: Runtime, username: str) -> Availability:
     available = is_valid_username(username) and not await exists(runtime, username)
     return Availability(username, available)
 
@@ -132,6 +136,34 @@ async def change_type(user_id: FromPath[str], data: JSONBody[TypeBody],
     account_type = data.to_domain(runtime.service.types)
     user = await user_by_id_or_name(runtime, user_id)
     return NervaiUser.of(await runtime.service.set_account_type(user.username, account_type))
+
+
+# A user named "check": /users/check/... is also the availability check's
+# path. As in the original (Flask), a POST there is his type change, and the
+# picture routes, which end in a slash where the check does not, are his.
+CHECK = "check"
+
+
+@post("/users/check/type", status_code=200, guards=[admins_only], responses=ERRORS,
+      summary="Change the account type of the user named check (admin)")
+async def change_type_of_check(data: JSONBody[TypeBody], runtime: Rt) -> NervaiUser:
+    account_type = data.to_domain(runtime.service.types)
+    return NervaiUser.of(await runtime.service.set_account_type(CHECK, account_type))
+
+
+@get(["/users/check/profile_picture", "/users/check/thumbnail"], responses=ERRORS,
+     summary="The picture of the user named check (with a final slash), or whether "
+             "profile_picture / thumbnail is a free username (without)")
+async def check_or_picture_of_check(request: Request[Any, Any, Any],
+                                    runtime: Rt) -> Response[Any]:
+    path = request.scope.get("raw_path") or request.scope["path"].encode()
+    name = request.url.path.rstrip("/").rpartition("/")[2]
+    if not path.split(b"?")[0].endswith(b"/"):
+        return Response(await availability(runtime, name))
+    if name == "thumbnail":
+        picture = await runtime.service.thumbnail(CHECK)
+        return picture_response(request, picture, f"{CHECK}-thumbnail")
+    return picture_response(request, await runtime.service.picture(CHECK), CHECK)
 
 
 @get("/users/{username:str}/profile_picture", responses=ERRORS, media_type="image/jpeg",
@@ -238,7 +270,8 @@ def router(prefix: str) -> Router:
     return Router(
         path=prefix,
         route_handlers=[login, create_user, list_users, delete_user, check_username,
-                        change_type, profile_picture, thumbnail],
+                        change_type, profile_picture, thumbnail, change_type_of_check,
+                        check_or_picture_of_check],
         dependencies=DEPENDENCIES,
         # HTTPException too: the app's own handler for it would win otherwise.
         exception_handlers={Exception: error_response, HTTPException: error_response},
