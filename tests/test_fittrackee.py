@@ -203,6 +203,27 @@ def test_pages_and_their_limits(client: Client, toto: Headers) -> None:
     assert capped["pagination"]["pages"] == 1  # 50 at most: one page of three
 
 
+def test_ten_per_page_unless_asked_and_fifty_at_most(client: Client, toto: Headers) -> None:
+    runtime = client.app.state.runtime
+    made = [f"many{i:02d}" for i in range(55)]
+    for name in made:
+        run(runtime.service.create_user(NewUser(username=name, password=PASSWORD,
+                                                profile=Profile(email=f"{name}@test.com"))))
+    try:
+        default = client.get("/api/users", headers=toto, params={"q": "many"}).json()
+        assert [u["username"] for u in default["data"]["users"]] == made[:10]
+        assert default["pagination"] == {"has_next": True, "has_prev": False, "page": 1,
+                                         "pages": 6, "total": 55}
+        capped = client.get("/api/users", headers=toto,
+                            params={"q": "many", "per_page": 500, "page": 2}).json()
+        assert [u["username"] for u in capped["data"]["users"]] == made[50:]
+        assert capped["pagination"] == {"has_next": False, "has_prev": True, "page": 2,
+                                        "pages": 2, "total": 55}
+    finally:
+        for name in made:
+            run(runtime.service.delete_user(name))
+
+
 @pytest.mark.parametrize("params", [{"page": "two"}, {"per_page": "ten"}, {"page": "1.5"},
                                     {"page": "0"}, {"per_page": "-1"}])
 def test_non_integer_pages_are_an_invalid_payload(client: Client, toto: Headers,
@@ -303,8 +324,15 @@ def test_delete_checks_in_order(client: Client, admin: Headers, toto: Headers) -
 def test_delete_self_and_by_admin(client: Client, admin: Headers) -> None:
     runtime = client.app.state.runtime
     for name in ("gone1", "gone2"):
-        run(runtime.service.create_user(NewUser(username=name, password=PASSWORD,
-                                                profile=Profile(email=f"{name}@test.com"))))
+        run(runtime.service.create_user(NewUser(
+            username=name, password=PASSWORD,
+            profile=Profile(email=f"{name}@test.com", timezone="Asia/Tokyo"))))
+    out = BytesIO()
+    Image.new("RGB", (40, 30), "blue").save(out, "JPEG")
+    run(runtime.service.set_picture("gone2", out.getvalue()))
+    shown = client.get("/api/users/gone2", headers=admin).json()["data"][0]
+    assert (shown["timezone"], shown["picture"]) == ("Asia/Tokyo", True)  # his own timezone
+    assert client.get("/api/users/gone2/picture").status_code == 200
     own = login(client, "gone1@test.com")
     response = client.delete("/api/users/gone1", headers=own)
     assert response.status_code == 204 and response.content == b""
@@ -312,6 +340,8 @@ def test_delete_self_and_by_admin(client: Client, admin: Headers) -> None:
     assert response.status_code == 204
     error(client.get("/api/users/gone2", headers=admin), 404, "User does not exist.",
           "not found")
+    # The picture went with him.
+    error(client.get("/api/users/gone2/picture"), 404, "User does not exist.", "not found")
     error(client.get("/api/users", headers=own), 401, "Provide a valid auth token.")
 
 
