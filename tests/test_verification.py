@@ -286,3 +286,21 @@ def test_an_ldap_tool_user_changes_his_email(service: UserService, slapd: SlapdI
     assert run(service.verify_email(new, code)).email == new
     assert "userdirPerson" in slapd.ldap("ldapsearch", "-LLL", "-b", dn, "-s", "base",
                                          "objectClass").stdout
+
+
+def test_a_code_for_an_account_deleted_meanwhile_is_just_invalid(
+        service: UserService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The account goes between finding it and counting the try (its sign-up
+    lapsed and was replaced, or an admin deleted it): the same InvalidCode
+    as any wrong code, not a 'user not found'."""
+    username, email, code = sign_up(service)
+    codes = service.directory.codes
+    count = codes.count_attempt
+
+    def delete_first(dn: str) -> Any:
+        run(service.delete_user(username))
+        return count(dn)
+
+    monkeypatch.setattr(codes, "count_attempt", delete_first)
+    with pytest.raises(InvalidCode):
+        run(service.verify_email(email, code))

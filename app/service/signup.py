@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 
 import msgspec
 
+from app.directory.codes import CodeState
 from app.directory.schema import email_code_attributes
 from app.domain import (
     ADMIN,
@@ -15,6 +17,7 @@ from app.domain import (
     InvalidCode,
     InvalidInput,
     NewUser,
+    NotFound,
     Profile,
     TooSoon,
     User,
@@ -118,24 +121,30 @@ class EmailVerification(Users):
         Wrong, expired, used up or never sent: the same InvalidCode."""
         if not (is_valid_email(email) and is_code_shaped(code)):
             raise InvalidCode("Invalid or expired code.")
-        codes, rules = self.directory.codes, self.codes
-        for waiting in codes.awaiting(email):
-            if waiting.stored is None:
-                continue
-            if rules.expired(waiting.expires):
-                codes.void(waiting)
-                continue
-            state = codes.count_attempt(waiting.dn)
-            if state is None or state.stored is None:
-                continue
-            usable = (state.attempts <= rules.max_attempts and not rules.expired(state.expires)
-                      and (state.address or "").lower() == email.lower())
-            if usable and code_matches(code, state.stored):
-                if codes.confirm(state):
-                    return self._user(self._by_dn(state.dn))
-            elif rules.used_up(state.attempts):
-                codes.void(state)
+        for waiting in self.directory.codes.awaiting(email):
+            with contextlib.suppress(NotFound):  # deleted meanwhile: no code
+                if verified := self._try_code(waiting, email, code):
+                    return verified
         raise InvalidCode("Invalid or expired code.")
+
+    def _try_code(self, waiting: CodeState, email: str, code: str) -> User | None:
+        codes, rules = self.directory.codes, self.codes
+        if waiting.stored is None:
+            return None
+        if rules.expired(waiting.expires):
+            codes.void(waiting)
+            return None
+        state = codes.count_attempt(waiting.dn)
+        if state is None or state.stored is None:
+            return None
+        usable = (state.attempts <= rules.max_attempts and not rules.expired(state.expires)
+                  and (state.address or "").lower() == email.lower())
+        if usable and code_matches(code, state.stored):
+            if codes.confirm(state):
+                return self._user(self._by_dn(state.dn))
+        elif rules.used_up(state.attempts):
+            codes.void(state)
+        return None
 
 
 def _username_candidates(base: str) -> Iterator[str]:
