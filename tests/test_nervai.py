@@ -287,6 +287,7 @@ def test_a_user_named_check(client: Client, admin: dict[str, str], runtime: Runt
         for route in ("profile_picture", "thumbnail"):
             picture = client.get(f"/users/check/{route}/")
             assert picture.status_code == 200 and picture.content.startswith(b"\xff\xd8")
+        for route in ("profile_picture", "thumbnail", "type"):
             free = client.get(f"/users/check/{route}")
             assert free.json() == {"username": route, "available": True}
         changed = client.post("/users/check/type", headers=admin, json={"account_type": "staff"})
