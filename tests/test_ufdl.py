@@ -676,6 +676,9 @@ def test_order_by(client: Client, staff: Headers, people: dict[str, str]) -> Non
         {"field": "is_staff", "ascending": False}, {"field": "username"}]) == ["b", "c", "a"]
     assert listed(client, staff, people, order_by=[
         {"field": "is_superuser"}, {"field": "username", "ascending": False}]) == ["b", "a", "c"]
+    assert listed(client, staff, people, order_by=[  # a repeated key changes nothing
+        {"field": "is_staff", "ascending": False}, {"field": "username"},
+        {"field": "is_staff"}]) == ["b", "c", "a"]
     assert listed(client, staff, people, order_by=[  # both flags: admins, staff, users
         {"field": "is_superuser", "ascending": False}, {"field": "is_staff", "ascending": False},
         {"field": "username"}]) == ["c", "b", "a"]

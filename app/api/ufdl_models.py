@@ -351,11 +351,12 @@ def sort_orders(order_by: list[OrderBy]) -> list[Order]:
         if key is None:
             raise BadFilter(f"Cannot order by '{item.field}'. "
                             f"Choices are: {', '.join(sorted(USER_FIELDS))}.")
+        if any(order.key is key for order in orders):
+            continue
         if key in TYPE_SORT_KEYS and any(order.key not in TYPE_SORT_KEYS for order in orders):
             raise BadFilter("is_staff and is_superuser can only come before other order_by "
                             "fields.")
-        if all(order.key is not key for order in orders):
-            orders.append(Order(key, descending=not item.ascending))
+        orders.append(Order(key, descending=not item.ascending))
     return orders
 
 
