@@ -210,6 +210,25 @@ def test_empty_values_mean_present_and_absent(runtime: Runtime) -> None:
     assert where(Match(field="email", value="", contains=True, negate=True)) == [without]
 
 
+def test_the_display_name_matched_is_the_one_shown(runtime: Runtime) -> None:
+    """Without displayName a user is shown, and found, by his cn."""
+    tag = unique("shown")
+    named = create(runtime, f"{tag}a", display_name=f"Zed {tag}").username
+    by_cn = create(runtime, f"{tag}b", first_name="Zed", last_name=tag).username
+    mine = Match(field="username", value=tag, contains=True)
+
+    def where(expression: Match) -> list[str]:
+        return page(runtime, where=Combine(parts=(mine, expression)), sort=SortKey.ID,
+                    limit=10)[0]
+
+    assert where(Match(field="display_name", value="zed", contains=True)) == [named, by_cn]
+    assert where(Match(field="display_name", value=f"Zed {tag}")) == [named, by_cn]
+    assert where(Match(field="display_name", value=f"Zed {tag}", negate=True)) == []
+    # Every shown name contains "", and none is empty.
+    assert where(Match(field="display_name", value="", contains=True)) == [named, by_cn]
+    assert where(Match(field="display_name", value="")) == []
+
+
 def test_admins_last_keeps_creation_order_across_other_types(runtime: Runtime) -> None:
     tag = unique("isadm")
     made = [create(runtime, f"{tag}{i}", account_type=t).username

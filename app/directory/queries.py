@@ -84,8 +84,10 @@ def _positive_match(match: Match, groups: GroupTypes) -> str:
         raise InvalidInput(match.field, f"cannot filter on {match.field!r}")
     found = _attribute_match(attribute, match)
     fallback = SHOWN_INSTEAD.get(attribute)
-    if fallback is None or not match.value:
+    if fallback is None:
         return found
+    if not match.value and not match.contains:  # shown as nothing: neither is there
+        return n.all_of(found, _attribute_match(fallback, match))
     return n.any_of(found, n.all_of(n.negate(f"({attribute}=*)"),
                                     _attribute_match(fallback, match)))
 
