@@ -297,6 +297,31 @@ def test_a_demotion_that_cannot_get_the_lock_keeps_one_type(
     only_admins(runtime, ADMIN)
 
 
+def test_a_lease_left_by_a_crashed_holder_is_taken_over(runtime: Runtime,
+                                                        slapd: SlapdInstance) -> None:
+    dn = runtime.directory.tree.lock("crashed")
+    slapd.ldap("ldapadd", stdin=f"dn: {dn}\nobjectClass: applicationProcess\ncn: crashed\n"
+                                "description: 20000101000000Z\n")
+    with runtime.directory.locks.hold("crashed"):
+        assert runtime.directory.ldap.read(dn, ["description"]) is not None
+    assert runtime.directory.ldap.read(dn, ["description"]) is None
+
+
+def test_a_holder_past_his_lease_does_not_free_the_next_ones(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    locks, dn = runtime.directory.locks, runtime.directory.tree.lock("overrun")
+    monkeypatch.setattr(locks_module, "LEASE_SECONDS", -1)
+    late = locks.hold("overrun")
+    late.__enter__()  # a lease that has already run out, as if he had stalled
+    monkeypatch.setattr(locks_module, "LEASE_SECONDS", 30)
+    current = locks.hold("overrun")
+    current.__enter__()  # breaks the run-out lease and takes its own
+    late.__exit__(None, None, None)  # the stalled holder finishes: not his lease any more
+    assert runtime.directory.ldap.read(dn, ["description"]) is not None
+    current.__exit__(None, None, None)
+    assert runtime.directory.ldap.read(dn, ["description"]) is None
+
+
 def test_simultaneous_type_changes_leave_exactly_one(runtimes: list[Runtime],
                                                      private_slapd: SlapdInstance) -> None:
     for _ in range(10):

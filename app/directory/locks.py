@@ -3,12 +3,13 @@
 Taking one is an Add of `cn=<key>,ou=locks`: slapd allows one entry per DN,
 so exactly one Add of a free key succeeds (RFC 4511 §4.7, entryAlreadyExists).
 A lease that outlives its holder (a crashed process) expires and is taken
-over with an Assertion on its exact expiry, so two takers cannot both win.
+over with an Assertion on its exact lease (expiry and a random tag), so two
+takers cannot both win; a holder releases only his own lease, the same way,
+so one that overran his lease cannot free the next holder's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -35,23 +36,23 @@ class Locks:
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
         dn = self.tree.lock(key)
-        self._acquire(dn)
+        lease = self._acquire(dn)
         try:
             yield
         finally:
-            with contextlib.suppress(NotFound):
-                self.ldap.delete(dn, subject="lock")
+            self._delete_if(dn, lease)
 
-    def _acquire(self, dn: str) -> None:
+    def _acquire(self, dn: str) -> str:
         deadline = time.monotonic() + WAIT_SECONDS
         pause = 0.01
         while True:
             expiry = format_time(datetime.now(UTC) + timedelta(seconds=LEASE_SECONDS))
+            lease = f"{expiry} {secrets.token_hex(8)}"
             try:
                 self.ldap.add(dn, ["applicationProcess"],
-                              {"cn": [names.first_rdn_value(dn)], "description": [expiry]},
+                              {"cn": [names.first_rdn_value(dn)], "description": [lease]},
                               subject="lock")
-                return
+                return lease
             except AlreadyExists:
                 if self._break_if_expired(dn):
                     continue
@@ -64,16 +65,22 @@ class Locks:
         entry = self.ldap.read(dn, ["description"], subject="lock")
         if entry is None:
             return True
-        expiry = first(entry, "description")
-        expires = parse_time(expiry)
-        if expires is None or expires > datetime.now(UTC) or expiry is None:
+        lease = first(entry, "description")
+        if lease is None:
             return False
+        expires = parse_time(lease.split(" ")[0])
+        if expires is None or expires > datetime.now(UTC):
+            return False
+        self._delete_if(dn, lease)  # someone else may have broken it first: fine
+        return True
+
+    def _delete_if(self, dn: str, lease: str) -> None:
+        """Delete the lock entry if it still holds this lease."""
         try:
-            self.ldap.delete(dn, controls=[assertion(names.equals("description", expiry))],
+            self.ldap.delete(dn, controls=[assertion(names.equals("description", lease))],
                              subject="lock")
         except NotFound:
             pass
         except LdapResult as e:
-            if e.code != ASSERTION_FAILED:  # someone else broke it first: fine
+            if e.code != ASSERTION_FAILED:
                 raise
-        return True
