@@ -189,9 +189,18 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     return config
 
 
+def _is_key(config: Config, name: str) -> bool:
+    """Does the name itself name a key (auth.signing_key_file), rather than
+    the file variant of one?"""
+    section_name, _, key = name.removeprefix(ENV_PREFIX).lower().partition("__")
+    if section_name not in {f.name for f in msgspec.structs.fields(Config)}:
+        return False
+    return key in {f.name for f in msgspec.structs.fields(getattr(config, section_name))}
+
+
 def _override(config: Config, name: str, raw: str) -> Config:
     setting = name
-    if name.endswith("_FILE"):
+    if name.endswith("_FILE") and not _is_key(config, name):
         # Docker secrets: USERDIR_X__Y_FILE=/run/secrets/y gives y's value.
         setting = name.removesuffix("_FILE")
         raw = read_secret_file(name, raw)

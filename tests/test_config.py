@@ -107,3 +107,16 @@ def test_any_key_can_come_from_a_file(tmp_path: Path) -> None:
     assert config.ldap.bind_password == "s3cret value"
     with pytest.raises(ConfigError, match="USERDIR_LDAP__BIND_PASSWORD_FILE"):
         load_config(None, {"USERDIR_LDAP__BIND_PASSWORD_FILE": str(tmp_path / "absent")})
+
+
+def test_a_key_ending_in_file_is_that_key(tmp_path: Path) -> None:
+    """auth.signing_key_file is a key of its own (README and the Dockerfile
+    set it so), not the file variant of a `signing_key`."""
+    key = tmp_path / "shared.pem"
+    config = load_config(None, {"USERDIR_AUTH__SIGNING_KEY_FILE": str(key)})
+    assert config.auth.signing_key_file == str(key)
+    # ... whose own file variant still works.
+    pointer = tmp_path / "pointer"
+    pointer.write_text(f"{key}\n")
+    config = load_config(None, {"USERDIR_AUTH__SIGNING_KEY_FILE_FILE": str(pointer)})
+    assert config.auth.signing_key_file == str(key)
