@@ -30,7 +30,7 @@ def client(config: Config, bootstrapped: None) -> Iterator[Client]:
 
 def token_for(client: Client, username: str, password: str = PASSWORD) -> str:
     response = client.post("/auth/token", json={"username": username, "password": password})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
 

@@ -81,7 +81,7 @@ def test_serve_runs_stops_and_keeps_data(tmp_path: Path) -> None:
         pid = slapd_pid(data)
         token = httpx.post(f"http://127.0.0.1:{http_port}/auth/token",
                            json={"username": "admin", "password": password.group(1)})
-        assert token.status_code == 201  # the same directory, the same admin
+        assert token.status_code == 200  # the same directory, the same admin
     finally:
         output = interrupt(process)
     assert "password:" not in output  # shown once only

@@ -76,14 +76,16 @@ log = logging.getLogger("userdir.api")
 
 # --- authentication ----------------------------------------------------------
 
-@post("/auth/token", responses=ERRORS, summary="Log in (username or email + password)")
+@post("/auth/token", status_code=200, responses=ERRORS,
+      summary="Log in (username or email + password)")
 async def issue_token(data: JSONBody[TokenRequest], runtime: Rt) -> TokenResponse:
     login, by = (data.username, "username") if data.username else (data.email or "", "email")
     pair = await runtime.auth.login(login, data.password, by=by)
     return TokenResponse(pair.access, pair.refresh, expires_in=pair.expires_in)
 
 
-@post("/auth/refresh", responses=ERRORS, summary="A new access token for a refresh token")
+@post("/auth/refresh", status_code=200, responses=ERRORS,
+      summary="A new access token for a refresh token")
 async def refresh_token(data: JSONBody[RefreshRequest], runtime: Rt) -> TokenResponse:
     pair = await runtime.auth.refresh(data.refresh_token)
     return TokenResponse(pair.access, pair.refresh, expires_in=pair.expires_in)
