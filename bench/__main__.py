@@ -216,7 +216,7 @@ def one_size(run: Run, size: int, password_hash: str, full: bool, largest: bool)
                     throughput(run, "login", size, 1, {
                         "base_url": url, "path": "/auth/token", "method": "POST",
                         "json": {"username": login_user, "password": seed.PASSWORD},
-                        "concurrency": 4, "expect": [201]},
+                        "concurrency": 4, "expect": [200]},
                         {**ldap, "op": "bind", "concurrency": 4,
                          "user_dn": f"uid={login_user},{seed.PEOPLE}",
                          "user_password": seed.PASSWORD}, 0.8)
