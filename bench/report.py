@@ -43,6 +43,7 @@ def cross_size(run: Run) -> list[dict[str, Any]]:
 
 def write(out: Path, meta: dict[str, Any], run: Run) -> None:
     checks = cross_size(run)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(
         {"meta": meta, "rows": run.rows, "checks": checks, "rss_mb": run.rss}, indent=2) + "\n")
     lines = [
