@@ -11,7 +11,7 @@ from ldap3 import MODIFY_ADD, MODIFY_INCREMENT, MODIFY_REPLACE
 
 from app.directory import names
 from app.directory.controls import POST_READ, assertion, post_read
-from app.directory.errors import ASSERTION_FAILED, NO_SUCH_ATTRIBUTE, LdapResult
+from app.directory.errors import ASSERTION_FAILED, NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT, SUCCESS
 from app.directory.names import Tree
 from app.directory.operations import Ldap
 from app.directory.schema import (
@@ -58,6 +58,11 @@ class CodeState:
         return self.verified is False and self.locked and not self.pending
 
     @classmethod
+    def read(cls, dn: str, entry: Mapping[str, Any]) -> CodeState:
+        """From an entry a search or a read returned."""
+        return cls.of(dn, {a: values(entry, a) for a in EMAIL_CODE_ATTRIBUTES})
+
+    @classmethod
     def of(cls, dn: str, attributes: Mapping[str, Sequence[Any]]) -> CodeState:
         found = {name.lower(): [str(v) for v in vals] for name, vals in attributes.items()}
 
@@ -90,8 +95,7 @@ class EmailCodeStore:
                                       names.equals("mail", address))),
             EMAIL_CODE_ATTRIBUTES, size_limit=10, subject="user",
         )
-        states = [CodeState.of(e["dn"], {a: values(e, a) for a in EMAIL_CODE_ATTRIBUTES})
-                  for e in entries]
+        states = [CodeState.read(e["dn"], e) for e in entries]
         return sorted((s for s in states if (s.address or "").lower() == address.lower()),
                       key=lambda s: s.dn)
 
@@ -111,7 +115,7 @@ class EmailCodeStore:
         entry = self.ldap.read(dn, EMAIL_CODE_ATTRIBUTES, subject="user")
         if entry is None:
             raise NotFound("user not found")
-        return CodeState.of(dn, {a: values(entry, a) for a in EMAIL_CODE_ATTRIBUTES})
+        return CodeState.read(dn, entry)
 
     def reissue(self, state: CodeState, stored: str, expires: datetime,
                 pending: str | None = None) -> bool:
@@ -172,15 +176,9 @@ class EmailCodeStore:
                                  names.equals("pwdAccountLockedTime", LOCKED_FOREVER),
                                  names.negate(names.equals("memberOf", keep_members_of)),
                                  self._code_is(state))
-        try:
-            self.ldap.delete(state.dn, controls=[assertion(unchanged)], subject="user")
-        except NotFound:
-            return False  # someone else dropped it first
-        except LdapResult as e:
-            if e.code != ASSERTION_FAILED:
-                raise
-            return False
-        return True
+        result = self.ldap.delete(state.dn, controls=[assertion(unchanged)],
+                                  tolerate=(ASSERTION_FAILED, NO_SUCH_OBJECT), subject="user")
+        return result == SUCCESS  # else changed, or someone else dropped it first
 
     def withdraw(self, dn: str, pending: str) -> None:
         """Drop the code and the pending address, if that is still `pending`."""

@@ -18,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 
 from app.directory import names
 from app.directory.controls import assertion
-from app.directory.errors import ASSERTION_FAILED, LdapResult
+from app.directory.errors import ASSERTION_FAILED, NO_SUCH_OBJECT
 from app.directory.names import Tree
 from app.directory.operations import Ldap
 from app.directory.schema import first, format_time, parse_time
-from app.domain import AlreadyExists, Busy, NotFound
+from app.domain import AlreadyExists, Busy
 
 LEASE_SECONDS = 30
 WAIT_SECONDS = 5.0
@@ -75,12 +75,6 @@ class Locks:
         return True
 
     def _delete_if(self, dn: str, lease: str) -> None:
-        """Delete the lock entry if it still holds this lease."""
-        try:
-            self.ldap.delete(dn, controls=[assertion(names.equals("description", lease))],
-                             subject="lock")
-        except NotFound:
-            pass
-        except LdapResult as e:
-            if e.code != ASSERTION_FAILED:
-                raise
+        """Delete the lock entry if it still holds this lease (gone: fine)."""
+        self.ldap.delete(dn, controls=[assertion(names.equals("description", lease))],
+                         tolerate=(ASSERTION_FAILED, NO_SUCH_OBJECT), subject="lock")

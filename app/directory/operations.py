@@ -86,11 +86,14 @@ class Ldap:
         raise_for_result(result, subject)
 
     def delete(self, dn: str, *, controls: Sequence[Control] | None = None,
-               subject: str = "entry") -> None:
+               tolerate: Iterable[int] = (), subject: str = "entry") -> int:
+        """Delete an entry; result codes in `tolerate` are returned, not raised."""
         with self.pool.connection() as conn:
             result, _ = execute(conn, "delete", dn,
                                 controls=list(controls) if controls else None)
-        raise_for_result(result, subject)
+        if result["result"] not in tolerate:
+            raise_for_result(result, subject)
+        return int(result["result"])
 
     def extended(self, oid: str, value: Any, subject: str = "entry") -> dict[str, Any]:
         with self.pool.connection() as conn:
