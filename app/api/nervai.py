@@ -168,25 +168,29 @@ async def check_or_picture_of_check(request: Request[Any, Any, Any],
     name = request.url.path.rstrip("/").rpartition("/")[2]
     if not raw.split(b"?")[0].endswith(b"/"):
         return Response(await availability(runtime, name))
-    if name == "thumbnail":
-        picture = await runtime.service.thumbnail(CHECK)
-        return picture_response(request, picture, f"{CHECK}-thumbnail")
-    return picture_response(request, await runtime.service.picture(CHECK), CHECK)
+    return await picture_of(request, runtime, CHECK, thumbnail=name == "thumbnail")
 
 
 @get("/users/{username:str}/profile_picture", responses=ERRORS, media_type="image/jpeg",
      summary="The profile picture (JPEG)")
 async def profile_picture(request: Request[Any, Any, Any], username: FromPath[str],
                           runtime: Rt) -> Response[bytes]:
-    return picture_response(request, await runtime.service.picture(username), username)
+    return await picture_of(request, runtime, username, thumbnail=False)
 
 
 @get("/users/{username:str}/thumbnail", responses=ERRORS, media_type="image/jpeg",
      summary="The profile picture's thumbnail (JPEG)")
 async def thumbnail(request: Request[Any, Any, Any], username: FromPath[str],
                     runtime: Rt) -> Response[bytes]:
-    picture = await runtime.service.thumbnail(username)
-    return picture_response(request, picture, f"{username}-thumbnail")
+    return await picture_of(request, runtime, username, thumbnail=True)
+
+
+async def picture_of(request: Request[Any, Any, Any], runtime: Runtime, username: str, *,
+                     thumbnail: bool) -> Response[bytes]:
+    if thumbnail:
+        picture = await runtime.service.thumbnail(username)
+        return picture_response(request, picture, f"{username}-thumbnail")
+    return picture_response(request, await runtime.service.picture(username), username)
 
 
 # --- what the routes share ---------------------------------------------------
