@@ -16,9 +16,18 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app.domain import DomainError, NotFound, PermissionDenied, Principal, User
+from app.bulkhead import current_client
+from app.domain import (
+    AuthenticationFailed,
+    DomainError,
+    NotFound,
+    PermissionDenied,
+    Principal,
+    User,
+)
 from app.lru import Lru
 from app.service import UserService
+from app.throttle import LoginThrottle
 
 Identity = User | Principal  # anything with uuid, username and account_type
 
@@ -94,29 +103,43 @@ class TokenPair:
 
 class Authenticator:
     def __init__(self, service: UserService, key: SigningKey, *, issuer: str,
-                 access_ttl: int, refresh_ttl: int, leeway: int = 30) -> None:
+                 access_ttl: int, refresh_ttl: int, leeway: int = 30,
+                 throttle: LoginThrottle | None = None) -> None:
         self.service = service
         self.key = key
         self.issuer = issuer
         self.ttl: dict[TokenKind, int] = {"access": access_ttl, "refresh": refresh_ttl}
         self.leeway = leeway
+        self.throttle = throttle or LoginThrottle()
         self._verified: Lru[str, dict[str, Any]] = Lru(VERIFIED_CACHE)
 
     async def login(self, login: str, password: str, *, by: str = "any") -> TokenPair:
-        """Bind as the user (AuthenticationFailed otherwise) and issue both tokens."""
-        user = await self.service.authenticate(login, password, by=by)
+        """Bind as the user (AuthenticationFailed otherwise) and issue both
+        tokens; a client or account with too many failures is Throttled first,
+        before any directory work (app/throttle.py)."""
+        address = current_client.get() or "-"
+        self.throttle.check(address, login)
+        try:
+            user = await self.service.authenticate(login, password, by=by)
+        except AuthenticationFailed:
+            self.throttle.failed(address, login)
+            raise
+        self.throttle.succeeded(address, login)
         return self.issue_pair(user)
 
     def issue_pair(self, user: Identity) -> TokenPair:
         return TokenPair(self.issue(user, "access"), self.issue(user, "refresh"),
                          self.ttl["access"])
 
-    def issue(self, user: Identity, kind: TokenKind) -> str:
+    def issue(self, user: Identity, kind: TokenKind, stamp: str | None = None) -> str:
+        """A token for `user`; it carries the password stamp it was issued
+        under (`pwc`: pwdChangedTime as stored), and dies when that changes."""
         now = int(time.time())
         claims = {
             "iss": self.issuer, "sub": user.uuid, "uid": user.username,
             "iat": now, "exp": now + self.ttl[kind], "jti": secrets.token_urlsafe(16),
             "typ": kind, "account_type": user.account_type,
+            "pwc": user.password_stamp if stamp is None else stamp,
         }
         return jwt.encode(claims, self.key.private_key, algorithm=ALGORITHM,
                           headers={"kid": self.key.kid})
@@ -176,15 +199,26 @@ class Authenticator:
         return _still_valid(user, claims), target
 
     async def refresh(self, refresh_token: str) -> TokenPair:
+        claims = self.decode(refresh_token, "refresh")
         user = await self.user_for(refresh_token, "refresh")
-        return TokenPair(self.issue(user, "access"), refresh_token, self.ttl["access"])
+        access = self.issue(user, "access", stamp=str(claims.get("pwc", user.password_stamp)))
+        return TokenPair(access, refresh_token, self.ttl["access"])
 
 
 def _still_valid(user: Principal, claims: dict[str, Any]) -> Principal:
+    """Exact revocation: a token is valid while the password it was issued
+    under is; pwdChangedTime has whole seconds only, so the stamp is compared
+    as a value, never as a time (a change in the token's own second counts)."""
     if not user.active:
         raise InactiveUser("user is inactive")
+    stamp = claims.get("pwc")
+    if stamp is not None:
+        if stamp != user.password_stamp:
+            raise InvalidToken("token issued before the last password change")
+        return user
+    # A token from before stamps existed: the same second counts as before.
     changed = user.password_changed
-    if changed is not None and int(claims["iat"]) < int(changed.timestamp()):
+    if changed is not None and int(claims["iat"]) <= int(changed.timestamp()):
         raise InvalidToken("token issued before the last password change")
     return user
 

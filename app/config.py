@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
+import urllib.parse
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +38,12 @@ class HttpConfig(_Section):
     port: Port = 8000
     workers: Annotated[int, Meta(ge=1, le=64)] = 1
     max_body_size: Positive = 1024 * 1024
+    # The address clients reach the service at, for absolute URLs in answers.
+    public_url: str = ""
+    # Peers whose X-Forwarded-For names the client (addresses or networks).
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    # A request's headers and body must arrive within this many seconds.
+    request_timeout: Seconds = 30.0
 
 
 class LdapConfig(_Section):
@@ -44,8 +52,13 @@ class LdapConfig(_Section):
     bind_dn: str = ""
     bind_password: str = ""
     pool_size: Annotated[int, Meta(ge=1, le=64)] = 4
+    bind_pool_size: Annotated[int, Meta(ge=1, le=64)] = 2
+    queue_limit: Annotated[int, Meta(ge=1, le=100_000)] = 128
+    bind_queue_limit: Annotated[int, Meta(ge=1, le=100_000)] = 32
+    client_limit: Annotated[int, Meta(ge=1, le=100_000)] = 16
     connect_timeout: Seconds = 2.0
     operation_timeout: Seconds = 4.0
+    max_idle: Seconds = 240.0
 
     @property
     def embedded(self) -> bool:
@@ -77,6 +90,17 @@ class AuthConfig(_Section):
     access_token_ttl: Positive = 900
     refresh_token_ttl: Positive = 14 * 24 * 3600
     leeway: Annotated[int, Meta(ge=0, le=60)] = 30
+    max_password_length: Annotated[int, Meta(ge=8, le=65536)] = 1024
+
+
+class ThrottleConfig(_Section):
+    window: Seconds = 900.0
+    address_free: Positive = 20
+    address_max_delay: Seconds = 900.0
+    account_free: Positive = 5
+    account_max_delay: Seconds = 300.0
+    suspect_after: Positive = 2
+    crowd: Positive = 50
 
 
 class PicturesConfig(_Section):
@@ -84,7 +108,9 @@ class PicturesConfig(_Section):
     max_side: Annotated[int, Meta(ge=16, le=4096)] = 1024
     thumbnail_side: Annotated[int, Meta(ge=16, le=1024)] = 128
     quality: Annotated[int, Meta(ge=30, le=95)] = 85
-    max_pixels: Annotated[int, Meta(ge=1024, le=100_000_000)] = 40_000_000
+    max_pixels: Annotated[int, Meta(ge=1024, le=100_000_000)] = 20_000_000
+    decoders: Annotated[int, Meta(ge=1, le=16)] = 1
+    decode_queue: Annotated[int, Meta(ge=1, le=1000)] = 8
 
 
 class ListingConfig(_Section):
@@ -114,6 +140,8 @@ class DialectConfig(_Section):
 class FittrackeeConfig(DialectConfig):
     # The timezone shown for users who have none (FitTrackee's own default).
     default_timezone: str = "Europe/Paris"
+    # Show every user's email and birth date to any signed-in user, as FitTrackee did.
+    expose_private_fields: bool = False
 
 
 def _dialect(prefix: str) -> Any:
@@ -127,6 +155,7 @@ class Config(_Section):
     bootstrap: BootstrapConfig = msgspec.field(default_factory=BootstrapConfig)
     users: UsersConfig = msgspec.field(default_factory=UsersConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    throttle: ThrottleConfig = msgspec.field(default_factory=ThrottleConfig)
     listing: ListingConfig = msgspec.field(default_factory=ListingConfig)
     pictures: PicturesConfig = msgspec.field(default_factory=PicturesConfig)
     mail: MailConfig = msgspec.field(default_factory=MailConfig)
@@ -140,6 +169,17 @@ class Config(_Section):
     @property
     def data_dir(self) -> Path:
         return Path(self.embedded.data_dir)
+
+    @property
+    def public_url(self) -> str:
+        """Where clients reach the service (no final slash): http.public_url,
+        else the address it listens on. Never the request's Host header,
+        which a client chooses."""
+        if self.http.public_url:
+            return self.http.public_url.rstrip("/")
+        host = self.http.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.http.port}"
 
     @property
     def bind_dn(self) -> str:
@@ -250,6 +290,16 @@ def _check(config: Config) -> None:
         raise ConfigError("fittrackee.default_timezone: not an IANA time zone") from e
     if not config.ldap.embedded and not config.ldap.bind_password:
         raise ConfigError("ldap.bind_password: required when ldap.url is set")
+    public = urllib.parse.urlsplit(config.http.public_url)
+    if config.http.public_url and (public.scheme not in ("http", "https") or not public.netloc
+                                   or public.query or public.fragment):
+        raise ConfigError("http.public_url: an http(s) URL such as https://users.example.org")
+    for proxy in config.http.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError as e:
+            raise ConfigError(f"http.trusted_proxies: not an address or network: {proxy!r}") \
+                from e
 
 
 def _describe(error: msgspec.ValidationError) -> str:

@@ -83,12 +83,20 @@ class User(Struct, frozen=True, kw_only=True):
     updated: datetime | None = None
     last_login: datetime | None = None
     password_changed: datetime | None = None
+    # pwdChangedTime as stored: tokens carry it and die when it changes.
+    password_stamp: str = ""
+    # slapd's password policy refuses binds until then (failed logins).
+    locked_until: datetime | None = None
     # The entry's change stamp (entryCSN): it changes with every write to it.
     version: str = ""
 
     @property
     def is_admin(self) -> bool:
         return self.account_type == ADMIN
+
+    def may_log_in(self, now: datetime) -> bool:
+        """Would slapd let a bind through (given the right password)?"""
+        return self.active and (self.locked_until is None or self.locked_until <= now)
 
     @property
     def is_staff(self) -> bool:
@@ -105,6 +113,7 @@ class Principal(Struct, frozen=True, kw_only=True):
     account_type: str
     active: bool
     password_changed: datetime | None = None
+    password_stamp: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -213,6 +222,8 @@ class UserQuery(Struct, kw_only=True, frozen=True):
     then: tuple[Order, ...] = ()
     offset: int = 0
     limit: int = 50
+    # Leave out sign-ups still waiting for their email code (for non-admins).
+    verified_only: bool = False
 
 
 class Page(Struct, frozen=True):
@@ -271,18 +282,30 @@ class InvalidCode(DomainError):
     """An email code that is wrong, expired, used up or was never sent: one answer for all."""
 
 
-class TooSoon(DomainError):
+class Throttled(DomainError):
+    """Too many attempts from this client or on this account: HTTP 429, and
+    `retry_after` seconds to wait."""
+
+    def __init__(self, retry_after: int, message: str = "") -> None:
+        super().__init__(message or f"too many attempts; retry in {retry_after} s")
+        self.retry_after = max(1, retry_after)
+
+
+class TooSoon(Throttled):
     """Another email code was asked for before mail.resend_interval passed."""
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"another code may be sent in {retry_after} s")
-        self.retry_after = retry_after
+        super().__init__(retry_after, f"another code may be sent in {retry_after} s")
 
 
 class Busy(DomainError):
     """The directory asked us to come back later (retryable)."""
 
     retry_after = 1
+
+
+class Overloaded(Busy):
+    """Too much work already waits for the directory: refused at once, not queued."""
 
 
 class Unavailable(DomainError):
@@ -299,12 +322,17 @@ _FIELD_PATTERNS = {
 }
 
 
-def check_password(password: str) -> None:
-    """Only what LDAP itself cannot carry; strength is slapd's password policy."""
+MAX_PASSWORD_BYTES = 1024  # auth.max_password_length's default
+
+
+def check_password(password: str, max_bytes: int = MAX_PASSWORD_BYTES) -> None:
+    """Only what LDAP itself cannot carry; strength is slapd's password policy.
+    The length counts UTF-8 bytes, as slapd's pwdMaxLength does."""
     if not password:
         raise InvalidInput("password", "This field may not be blank.")
-    if len(password) > 1024 or "\x00" in password:
-        raise InvalidInput("password", "Passwords are at most 1024 characters, without NUL.")
+    if len(password.encode("utf-8", "surrogatepass")) > max_bytes or "\x00" in password:
+        raise InvalidInput("password",
+                           f"Passwords are at most {max_bytes} bytes long, without NUL.")
 
 
 def check_profile(profile: Profile) -> Profile:

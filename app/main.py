@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from app.api import routers, unrouted
+from app.api.edge import edge
 from app.config import Config, load_config
 from app.runtime import Runtime
 
@@ -28,10 +29,13 @@ def create_app(config: Config) -> Litestar:
 
     return Litestar(
         route_handlers=routers(config),
+        middleware=[edge(config.http.trusted_proxies)],
         lifespan=[lifespan],
         # Requests that match no route: the format of the dialect they aim at.
         exception_handlers={HTTPException: unrouted(config)},
         request_max_body_size=config.http.max_body_size,
+        # A form of more parts is a 400 before it is parsed further (app/api/forms.py).
+        multipart_form_part_limit=64,
         openapi_config=OpenAPIConfig(
             title="userdir", version="0.1.0",
             description="Users in OpenLDAP, served as several user APIs at once.",

@@ -12,6 +12,8 @@ from app.domain import AccountTypes
 from app.mail import Mailer, mailer_from
 from app.pictures import Pictures, PictureSettings
 from app.service import UserService
+from app.service.base import Pools
+from app.throttle import LoginThrottle, ThrottleRules
 from app.verification import EmailCodes
 
 
@@ -30,23 +32,39 @@ class Runtime:
             connect_timeout=config.ldap.connect_timeout,
             operation_timeout=config.ldap.operation_timeout,
         )
-        directory = Directory(endpoint, config.ldap.base_dn, pool_size=config.ldap.pool_size,
+        ldap = config.ldap
+        # Every worker of both pools may hold a pooled connection at once.
+        directory = Directory(endpoint, ldap.base_dn,
+                              pool_size=ldap.pool_size + ldap.bind_pool_size,
+                              max_idle=ldap.max_idle,
                               listing_slots=config.listing.contexts,
                               listing_ttl=config.listing.context_ttl)
         types = AccountTypes(config.users.account_types, config.users.default_account_type)
         pictures = config.pictures
+        pools = Pools.sized(ldap.pool_size, ldap.bind_pool_size, queue_limit=ldap.queue_limit,
+                            bind_queue_limit=ldap.bind_queue_limit,
+                            client_limit=ldap.client_limit, decoders=pictures.decoders,
+                            decode_queue=pictures.decode_queue)
         service = UserService(
-            directory, types, gid_number=config.users.gid_number,
+            directory, types, gid_number=config.users.gid_number, pools=pools,
             pictures=Pictures(PictureSettings(
                 max_side=pictures.max_side, thumbnail_side=pictures.thumbnail_side,
                 quality=pictures.quality, max_pixels=pictures.max_pixels)),
             codes=EmailCodes(lifetime=timedelta(seconds=config.mail.code_lifetime),
                              resend_interval=timedelta(seconds=config.mail.resend_interval)),
+            max_password_bytes=config.auth.max_password_length,
         )
+        throttle = config.throttle
         auth = Authenticator(
             service, SigningKey.load_or_create(config.signing_key_path),
             issuer=config.auth.issuer, access_ttl=config.auth.access_token_ttl,
             refresh_ttl=config.auth.refresh_token_ttl, leeway=config.auth.leeway,
+            throttle=LoginThrottle(ThrottleRules(
+                window=throttle.window, address_free=throttle.address_free,
+                address_max_delay=throttle.address_max_delay,
+                account_free=throttle.account_free,
+                account_max_delay=throttle.account_max_delay,
+                suspect_after=throttle.suspect_after, crowd=throttle.crowd)),
         )
         return cls(config, directory, service, auth, mailer_from(config.mail))
 

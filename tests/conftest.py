@@ -24,6 +24,7 @@ from app.config import Config, load_config
 from app.domain import NewUser, Profile, User
 from app.main import create_app
 from app.runtime import Runtime
+from app.server import uvicorn_settings
 
 BASE_DN = "dc=example,dc=org"
 ADMIN = "admin"
@@ -37,6 +38,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def client_at(n: int, **kwargs: Any) -> httpx.Client:
+    """An HTTP client whose requests come from loopback address 127.0.0.<n>
+    (n = 2..254): one of several clients, as the service tells them apart."""
+    assert 2 <= n <= 254
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=f"127.0.0.{n}"), **kwargs)
 
 
 def unique(prefix: str = "u") -> str:
@@ -227,8 +235,9 @@ def no_password_leaves(request: pytest.FixtureRequest) -> Iterator[None]:
 @contextlib.contextmanager
 def serving(config: Config) -> Iterator[str]:
     """The app under a real uvicorn in a thread, on a free port; its base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1",
-                                           port=free_port(), log_level="warning"))
+    settings = {**uvicorn_settings(config), "host": "127.0.0.1", "port": free_port(),
+                "log_level": "warning"}
+    server = uvicorn.Server(uvicorn.Config(create_app(config), **settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -28,6 +28,9 @@ NO_ACCOUNT = {"detail": "No active account found with the given credentials"}
 BAD_CODE = {"otp": ["Invalid or expired code."]}
 
 
+PUBLIC_URL = "https://users.example.org"
+
+
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[int, Inbox]]:
     with smtp_server() as server:
@@ -36,7 +39,8 @@ def smtp() -> Iterator[tuple[int, Inbox]]:
 
 def app_config(slapd: SlapdInstance, folder: Path, port: int, **mail: Any) -> Config:
     """Codes may be resent at once here, unless a test says otherwise."""
-    return make_config(slapd, folder, mail={"backend": "smtp", "host": "127.0.0.1",
+    return make_config(slapd, folder, http={"public_url": PUBLIC_URL},
+                       mail={"backend": "smtp", "host": "127.0.0.1",
                                             "port": port, "security": "none",
                                             "resend_interval": 0, **mail})
 
@@ -185,7 +189,9 @@ def test_the_password_policy_speaks(client: Client) -> None:
     response = client.post(f"{API}/users/", json=sign_up_body(password="short",
                                                               confirm_password="short"))
     assert response.status_code == 400
-    assert response.json() == {"password": ["Password fails quality checking policy"]}
+    # In our words: slapd's own text stays in its log.
+    assert response.json() == {"password": [
+        "The password does not meet the password policy (at least 8 characters)."]}
 
 
 def test_a_taken_email(client: Client, inbox: Inbox) -> None:
@@ -493,8 +499,11 @@ def test_photo_is_an_absolute_url(client: Client, inbox: Inbox) -> None:
                                                                "content-type": "image/png"})
     assert uploaded.status_code == 204
     url = client.get(f"{API}/users/{user_id}/", headers=headers).json()["photo"]
-    assert url == f"http://testserver.local{API}/users/{user_id}/photo/"
-    served = client.get(url)
+    assert url == f"{PUBLIC_URL}{API}/users/{user_id}/photo/"
+    # From http.public_url, never from the Host header a client chooses.
+    forged = client.get(f"{API}/users/{user_id}/", headers={**headers, "host": "evil.example"})
+    assert forged.json()["photo"] == url
+    served = client.get(f"{API}/users/{user_id}/photo/")
     assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
     assert client.get(f"{API}/users/999999999/photo/").status_code == 404
 

@@ -100,7 +100,7 @@ def service(config: Config, bootstrapped: None, clock: Clock) -> Iterator[UserSe
     try:
         yield service
     finally:
-        service.executor.shutdown()
+        service.pools.close()
         runtime.close()
 
 

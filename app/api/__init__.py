@@ -26,6 +26,11 @@ DIALECT_MODULES: dict[str, str] = {
     "accounts": "app.api.accounts",
 }
 
+# The body limit of logins, refreshes and code checks: a password is at most
+# auth.max_password_length (1 KiB by default), so a larger body is no login,
+# and is refused (413) before it is read, let alone parsed.
+SMALL_BODY = 16 * 1024
+
 Rt = NamedDependency[Runtime]
 Caller = NamedDependency[Principal]
 

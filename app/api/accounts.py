@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response, Router, get, patch, post
@@ -17,12 +15,11 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
-from app.api import DEPENDENCIES, Caller, Rt, malformed_request
+from app.api import DEPENDENCIES, SMALL_BODY, Caller, Rt, drf, malformed_request
 from app.api.accounts_models import (
     AccessBody,
     AccountSummary,
     AccountUser,
-    Detail,
     EmailBody,
     FieldErrors,
     Message,
@@ -35,6 +32,9 @@ from app.api.accounts_models import (
     UserNotFound,
     VerifyBody,
 )
+from app.api.codes import change_email, code_mail, send_quietly
+from app.api.drf import Detail
+from app.api.errors import answer
 from app.api.pictures import picture_response
 from app.auth import ExpiredToken, InactiveUser, InvalidToken, TokenError, UnknownUser
 from app.domain import (
@@ -48,12 +48,12 @@ from app.domain import (
     PermissionDenied,
     PolicyViolation,
     Principal,
-    TooSoon,
+    Throttled,
     Unavailable,
     User,
     check_profile,
 )
-from app.mail import Mail, MailUnavailable
+from app.mail import MailUnavailable
 from app.pictures import InvalidPicture, NoPicture
 from app.runtime import Runtime
 
@@ -76,7 +76,8 @@ ERRORS = {
         404: (UserNotFound, "No user with this id"),
         405: (Detail, "Method not allowed"),
         413: (Detail, "Body too large"),
-        429: (Detail, "An email change within mail.resend_interval of the last code"),
+        429: (Detail, "Too many failed logins, or an email change within "
+                      "mail.resend_interval of the last code"),
         503: (Detail, "The directory or the mail server is unavailable"),
     }.items()
 }
@@ -91,7 +92,8 @@ async def sign_up(runtime: Rt, data: JSONBody[SignUpBody] = EMPTY_SIGN_UP) -> Si
     return SignedUp(SENT, AccountSummary.of(user))
 
 
-@post("/users/verify/", status_code=200, responses=ERRORS,
+@post("/users/verify/", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS,
       summary="Confirm an address with its code: a sign-up, or an email change")
 async def verify(runtime: Rt, data: JSONBody[VerifyBody] = EMPTY_VERIFY) -> Message:
     email, otp = data.checked()
@@ -99,7 +101,8 @@ async def verify(runtime: Rt, data: JSONBody[VerifyBody] = EMPTY_VERIFY) -> Mess
     return Message("Email verified successfully!")
 
 
-@post("/users/resend-otp/", status_code=200, responses=ERRORS,
+@post("/users/resend-otp/", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS,
       summary="A new code for an address awaiting one (the same answer for any address)")
 async def resend_otp(runtime: Rt, data: JSONBody[EmailBody] = EMPTY_EMAIL) -> Response[Message]:
     found = await runtime.service.resend_code(data.checked())
@@ -111,14 +114,16 @@ async def resend_otp(runtime: Rt, data: JSONBody[EmailBody] = EMPTY_EMAIL) -> Re
 
 # --- tokens (simplejwt) ------------------------------------------------------
 
-@post("/token/", status_code=200, responses=ERRORS, summary="Log in with email and password")
+@post("/token/", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS, summary="Log in with email and password")
 async def obtain_token(runtime: Rt, data: JSONBody[TokenBody] = EMPTY_TOKEN) -> TokenPairBody:
     email, password = data.checked()
     pair = await runtime.auth.login(email, password, by="email")
     return TokenPairBody(refresh=pair.refresh, access=pair.access)
 
 
-@post("/token/refresh/", status_code=200, responses=ERRORS,
+@post("/token/refresh/", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS,
       summary="A new access token for a refresh token")
 async def refresh_token(runtime: Rt,
                         data: JSONBody[RefreshBody] = EMPTY_REFRESH) -> AccessBody:
@@ -157,7 +162,7 @@ async def update(pk: FromPath[str], caller: Caller, runtime: Rt,
     email, changes = data.to_changes()
     if isinstance(email, str) and email.lower() != (user.email or "").lower():
         check_profile(changes.profile)  # a refused PATCH changes nothing, and mails nothing
-        await change_email(runtime, user, email)
+        await change_email(runtime, user.username, email)
     return AccountSummary.of(await runtime.service.update_user(user.username, changes))
 
 
@@ -184,30 +189,6 @@ async def register(runtime: Runtime, new: NewUser) -> User:
     return user
 
 
-async def change_email(runtime: Runtime, user: User, address: str) -> None:
-    """The code goes to the new address; mail changes once it comes back."""
-    code = await runtime.service.start_email_change(user.username, address)
-    try:
-        await runtime.mailer.send(code_mail(runtime, address, code))
-    except MailUnavailable:  # nothing was sent: nothing waits, a retry may come at once
-        await runtime.service.cancel_email_change(user.username, address)
-        raise
-
-
-async def send_quietly(runtime: Runtime, address: str, code: str) -> None:
-    # Logged by the mailer; the client was answered alike either way.
-    with contextlib.suppress(MailUnavailable):
-        await runtime.mailer.send(code_mail(runtime, address, code))
-
-
-def code_mail(runtime: Runtime, address: str, code: str) -> Mail:
-    minutes = max(1, runtime.config.mail.code_lifetime // 60)
-    return Mail(to=address, subject="Your verification code",
-                body=f"Your verification code is {code}.\n\n"
-                     f"It is valid for {minutes} minutes. If you did not ask for it, "
-                     "ignore this message.\n")
-
-
 async def permitted_user(runtime: Runtime, caller: Principal, pk: str) -> User:
     """The user himself or an admin; others get 403 whether the id exists or not."""
     if not caller.is_admin and str(caller.id) != pk:
@@ -226,23 +207,15 @@ async def photo_url(request: Request[Any, Any, Any], runtime: Runtime, user: Use
     if user.uuid not in await runtime.service.with_pictures([user]):
         return None
     users = request.url.path.rstrip("/").rpartition("/")[0]  # this route's .../users
-    return f"{str(request.base_url).rstrip('/')}{users}/{user.id}/photo/"
+    return f"{runtime.config.public_url}{users}/{user.id}/photo/"
 
 
 # --- errors: DRF's shapes ----------------------------------------------------
 
 def error_response(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     status, body = describe(request, error)
-    headers = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    if isinstance(error, Busy | Unavailable):
-        headers["Retry-After"] = "1"
-    if isinstance(error, TooSoon):
-        headers["Retry-After"] = str(error.retry_after)
-    if status == 500:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
-    return Response(body, status_code=status, headers=headers)
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else {}
+    return answer(request, error, status, body, log=log, headers=headers)
 
 
 def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, Any]:
@@ -269,24 +242,16 @@ def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, An
             return 404, Detail("Not found.")
         case NotFound():
             return 404, UserNotFound(error="User not found")
-        case TooSoon():  # DRF's throttling answer
-            unit = "second" if error.retry_after == 1 else "seconds"
-            return 429, Detail(f"Request was throttled. Expected available in "
-                               f"{error.retry_after} {unit}.")
+        case Throttled():  # DRF's throttling answer
+            return 429, drf.throttled(error.retry_after)
         case MailUnavailable():
             return 503, Detail("The email could not be sent. Please try again later.")
         case Busy() | Unavailable():
             return 503, Detail("Service temporarily unavailable, try again later.")
         case ValidationException() if error.extra:
-            return 400, wrong_types(error)
-        case HTTPException() if error.status_code == 400:  # the body is no JSON
-            return 400, Detail(f"JSON parse error - {error.detail}")
-        case HTTPException() if error.status_code == 404:
-            return 404, Detail("Not found.")
-        case HTTPException() if error.status_code == 405:
-            return 405, Detail(f'Method "{request.method}" not allowed.')
+            return 400, drf.wrong_types(error)
         case HTTPException() if error.status_code < 500:
-            return error.status_code, Detail(HTTPStatus(error.status_code).phrase)
+            return drf.http_error(request, error)
     if malformed_request(error):
         return 400, Detail(f"JSON parse error - {error}")
     return 500, Detail("A server error occurred.")
@@ -305,24 +270,6 @@ def token_error(request: Request[Any, Any, Any], error: TokenError) -> Detail:
                       messages=[{"token_class": "AccessToken", "token_type": "access",
                                  "message": "Token is invalid or expired"}])
     return Detail("Authentication credentials were not provided.")
-
-
-def wrong_types(error: ValidationException) -> dict[str, list[str]]:
-    """Litestar's decoding errors as DRF words them."""
-    errors: dict[str, list[str]] = {}
-    for item in error.extra if isinstance(error.extra, list) else []:
-        key, message = str(item.get("key", "")), str(item.get("message", ""))
-        if key in ("", "data"):
-            got = message.rpartition("got `")[2].rstrip("`") or "nothing"
-            errors["non_field_errors"] = [
-                f"Invalid data. Expected a dictionary, but got {PYTHON_TYPES.get(got, got)}."]
-        else:
-            errors[key] = ["Not a valid string."]
-    return errors or {"non_field_errors": ["Invalid data."]}
-
-
-PYTHON_TYPES = {"array": "list", "int": "int", "float": "float", "str": "str", "bool": "bool",
-                "null": "NoneType"}
 
 
 def router(prefix: str) -> Router:

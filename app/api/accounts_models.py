@@ -333,14 +333,6 @@ class AccessBody(Struct):
     access: str
 
 
-class Detail(Struct):
-    """Authentication, permission and server errors (DRF, simplejwt)."""
-
-    detail: str
-    code: str | UnsetType = UNSET
-    messages: list[dict[str, str]] | UnsetType = UNSET
-
-
 class UserNotFound(Struct):
     """An unknown id: `error` (the seed); an unknown path: DRF's `detail`."""
 

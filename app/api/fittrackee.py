@@ -11,13 +11,15 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.connection import ASGIConnection
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 from msgspec import Struct
 
-from app.api import DEPENDENCIES, Caller, Rt, malformed_request
+from app.api import DEPENDENCIES, SMALL_BODY, Caller, Rt, malformed_request
+from app.api.errors import answer
 from app.api.pictures import picture_response
 from app.auth import ExpiredToken, InactiveUser, InvalidToken, TokenError, UnknownUser
 from app.domain import (
@@ -29,7 +31,9 @@ from app.domain import (
     Match,
     NotFound,
     PermissionDenied,
+    Principal,
     SortKey,
+    Throttled,
     Unavailable,
     User,
     UserQuery,
@@ -78,12 +82,16 @@ class FittrackeeUser(Struct):
     total_duration: str
 
     @classmethod
-    def of(cls, user: User, picture: bool, default_timezone: str) -> FittrackeeUser:
+    def of(cls, user: User, picture: bool, default_timezone: str,
+           private: bool = True) -> FittrackeeUser:
+        """`private`: with the email and birth date (else null)."""
         # userdir stores no workouts: the statistics are those of a new user.
         return cls(
-            username=user.username, email=user.email, created_at=rfc822(user.created),
+            username=user.username, email=user.email if private else None,
+            created_at=rfc822(user.created),
             admin=user.is_admin, first_name=user.first_name, last_name=user.last_name,
-            bio=user.bio, location=user.location, birth_date=rfc822(user.birthday),
+            bio=user.bio, location=user.location,
+            birth_date=rfc822(user.birthday) if private else None,
             picture=picture, timezone=user.timezone or default_timezone, weekm=False,
             language=user.language, nb_sports=0, nb_workouts=0, sports_list=[],
             total_distance=0, total_duration="0:00:00",
@@ -97,6 +105,7 @@ ERRORS = {
         401: "No valid token, or invalid credentials",
         403: "You do not have permissions.",
         404: "User does not exist. / No picture.",
+        429: "Too many failed logins from this client or on this account (Retry-After)",
         503: "The directory is unavailable or busy",
     }.items()
 }
@@ -115,12 +124,19 @@ async def authenticated(connection: ASGIConnection[Any, Any, Any, Any],
                         _: BaseRouteHandler) -> None:
     """Before the body is read, as FitTrackee's decorator: a token problem is a 401."""
     runtime: Runtime = connection.app.state.runtime
-    await runtime.auth.user_for_header(connection.headers.get("authorization"))
+    authorization = connection.headers.get("authorization")
+    connection.state.caller = await runtime.auth.user_for_header(authorization)
+
+
+async def guarded_caller(request: Request[Any, Any, Any]) -> Principal:
+    caller: Principal = request.state.caller
+    return caller
 
 
 # --- routes ------------------------------------------------------------------
 
-@post("/auth/login", status_code=200, responses=ERRORS, summary="Log in by email")
+@post("/auth/login", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS, summary="Log in by email")
 async def login(request: Request[Any, Any, Any], runtime: Rt) -> dict[str, str]:
     body = await json_object(request)
     if not body:
@@ -133,7 +149,8 @@ async def login(request: Request[Any, Any, Any], runtime: Rt) -> dict[str, str]:
 
 
 @get("/users", guards=[authenticated], responses=ERRORS, summary="Users, a page at a time")
-async def list_users(request: Request[Any, Any, Any], runtime: Rt) -> dict[str, Any]:
+async def list_users(request: Request[Any, Any, Any], caller: Caller,
+                     runtime: Rt) -> dict[str, Any]:
     params = request.query_params
     page = positive_int(params.get("page"), 1)
     per_page = min(positive_int(params.get("per_page"), PER_PAGE), MAX_PER_PAGE)
@@ -147,11 +164,12 @@ async def list_users(request: Request[Any, Any, Any], runtime: Rt) -> dict[str, 
     query = params.get("q")
     found = await runtime.service.list_users(UserQuery(
         where=Match(field="username", value=query, contains=True) if query else None,
-        sort=sort, descending=descending, offset=(page - 1) * per_page, limit=per_page))
+        sort=sort, descending=descending, offset=(page - 1) * per_page, limit=per_page,
+        verified_only=not caller.is_admin))
     pages = math.ceil(found.total / per_page)
     return {
         "status": "success",
-        "data": {"users": await shaped(runtime, found.users)},
+        "data": {"users": await shaped(runtime, found.users, caller)},
         "pagination": {"has_next": page < pages, "has_prev": page > 1, "page": page,
                        "pages": pages, "total": found.total},
     }
@@ -162,11 +180,11 @@ async def get_user(request: Request[Any, Any, Any], user_name: FromPath[str],
                    runtime: Rt) -> dict[str, Any]:
     # Authenticated as the other routes, but the caller and the user come in
     # one directory read (the commonest request).
-    _, user = await runtime.auth.user_and_target(request.headers.get("authorization"),
-                                                 user_name)
+    caller, user = await runtime.auth.user_and_target(request.headers.get("authorization"),
+                                                      user_name)
     if user is None:
         raise NotFound("user not found")
-    return {"status": "success", "data": await shaped(runtime, [user])}
+    return {"status": "success", "data": await shaped(runtime, [user], caller)}
 
 
 @get("/users/{user_name:str}/picture", responses=ERRORS, media_type="image/jpeg",
@@ -185,9 +203,13 @@ async def set_admin(request: Request[Any, Any, Any], user_name: FromPath[str], c
     admin = (await json_object(request)).get("admin")
     if not isinstance(admin, bool):  # the origin answered a non-boolean with a 500
         raise InvalidPayload()
-    account_type = ADMIN if admin else runtime.service.types.default
-    user = await runtime.service.set_account_type(user_name, account_type)
-    return {"status": "success", "data": await shaped(runtime, [user])}
+    user = await runtime.service.get_user(user_name)
+    # `admin` grants or removes admin rights, nothing else: false for a user
+    # who is no admin (staff, say) leaves his type alone.
+    if admin != user.is_admin:
+        account_type = ADMIN if admin else runtime.service.types.default
+        user = await runtime.service.set_account_type(user.username, account_type)
+    return {"status": "success", "data": await shaped(runtime, [user], caller)}
 
 
 @delete("/users/{user_name:str}", guards=[authenticated], responses=ERRORS,
@@ -228,20 +250,23 @@ def positive_int(raw: str | None, default: int) -> int:
     return value
 
 
-async def shaped(runtime: Runtime, users: list[User]) -> list[FittrackeeUser]:
+async def shaped(runtime: Runtime, users: list[User],
+                 caller: Principal) -> list[FittrackeeUser]:
+    """Users as FitTrackee shows them to `caller`: another user's email and
+    birth date only to admins (the directory is shared with other systems),
+    unless [fittrackee] expose_private_fields restores the original."""
     pictured = await runtime.service.with_pictures(users)
-    timezone = runtime.config.fittrackee.default_timezone
-    return [FittrackeeUser.of(u, u.uuid in pictured, timezone) for u in users]
+    settings = runtime.config.fittrackee
+    everything = settings.expose_private_fields or caller.is_admin
+    return [FittrackeeUser.of(u, u.uuid in pictured, settings.default_timezone,
+                              private=everything or u.uuid == caller.uuid) for u in users]
 
 
 # --- errors: {"status": "error"|"not found", "message": ...} -------------------
 
 def error_response(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
     status, kind, message = describe(request, error)
-    if status == 500:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
-    headers = {"Retry-After": "1"} if status == 503 else {}
-    return Response(Problem(kind, message), status_code=status, headers=headers)
+    return answer(request, error, status, Problem(kind, message), log=log)
 
 
 def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, str, str]:
@@ -267,6 +292,8 @@ def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, st
             return 404, "not found", "No picture."
         case NotFound():
             return 404, "not found", "User does not exist."
+        case Throttled():
+            return 429, "error", f"Too many requests. Please retry in {error.retry_after} s."
         case Busy() | Unavailable():
             return 503, "error", "Service unavailable, please retry."
         case HTTPException() if error.status_code in (404, 405):
@@ -283,7 +310,7 @@ def router(prefix: str) -> Router:
     return Router(
         path=prefix,
         route_handlers=[login, list_users, get_user, get_picture, set_admin, delete_user],
-        dependencies=DEPENDENCIES,
+        dependencies={**DEPENDENCIES, "caller": Provide(guarded_caller)},
         # HTTPException too: the app's own handler for it would win otherwise.
         exception_handlers={Exception: error_response, HTTPException: error_response},
         tags=["fittrackee"],

@@ -14,7 +14,9 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery
 from msgspec import Struct
 
-from app.api import DEPENDENCIES, Caller, Rt, malformed_request
+from app.api import DEPENDENCIES, SMALL_BODY, Caller, Rt, malformed_request
+from app.api.errors import answer
+from app.api.forms import BadForm, form_fields, is_form
 from app.api.library_models import (
     LibraryUser,
     LoginPayload,
@@ -37,6 +39,7 @@ from app.domain import (
     PermissionDenied,
     PolicyViolation,
     SortKey,
+    Throttled,
     Unavailable,
     User,
     UserQuery,
@@ -45,7 +48,6 @@ from app.runtime import Runtime
 
 log = logging.getLogger("userdir.api.library")
 ROOTS = ("/users", "/login")  # under the prefix: what this dialect answers for
-FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 S = TypeVar("S", bound=Struct)
 ERRORS = {
     status: ResponseSpec(Message, description=description, generate_examples=False)
@@ -55,6 +57,7 @@ ERRORS = {
         403: "Not an admin (or not the user himself)",
         404: "No user with this id",
         413: "Body too large",
+        429: "Too many failed logins from this client or on this account (Retry-After)",
         503: "The directory is unavailable or busy",
     }.items()
 }
@@ -62,7 +65,8 @@ ERRORS = {
 
 # --- routes ------------------------------------------------------------------
 
-@post("/login", status_code=200, responses=ERRORS, summary="Log in (JSON or form)")
+@post("/login", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS, summary="Log in (JSON or form)")
 async def login(request: Request[Any, Any, Any], runtime: Rt) -> Token:
     given = await fields(request, LoginPayload)
     if given is None or not given.username or not given.password:
@@ -137,34 +141,26 @@ def parse_id(raw: str) -> int:
     return int(raw)
 
 
-def is_form(request: Request[Any, Any, Any]) -> bool:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    return media_type in FORMS
-
-
 async def fields(request: Request[Any, Any, Any], kind: type[S]) -> S | None:
     """A JSON body or the same fields as form values (echo's Bind takes either);
     None when neither parses."""
     try:
         if is_form(request):
-            form = await request.form()
-            return msgspec.convert({k: v for k, v in form.items() if isinstance(v, str)}, kind)
+            return msgspec.convert(await form_fields(request), kind)
         return msgspec.json.decode(await request.body(), type=kind)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError,
+            BadForm):
         return None
 
 
 async def user_payload(request: Request[Any, Any, Any]) -> UserPayload:
     """The user of a request: the JSON body, or a form field `user` holding it (seed)."""
     raw: str | bytes | None
-    if is_form(request):
-        value = (await request.form()).get("user")
-        raw = value if isinstance(value, str) else None
-    else:
-        raw = await request.body()
     try:
+        raw = (await form_fields(request)).get("user") if is_form(request) \
+            else await request.body()
         return msgspec.json.decode(raw or b"", type=UserPayload)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, BadForm) as e:
         raise Refused("No user model provided.") from e
 
 
@@ -188,10 +184,7 @@ async def apply_update(runtime: Runtime, user: User, payload: UserPayload) -> Us
 
 def error_response(request: Request[Any, Any, Any], error: Exception) -> Response[Message]:
     status, message = describe(request, error)
-    headers = {"Retry-After": "1"} if status == 503 else {}
-    if status == 500:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
-    return Response(Message(message), status_code=status, headers=headers)
+    return answer(request, error, status, Message(message), log=log)
 
 
 def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, str]:
@@ -218,6 +211,8 @@ def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, st
         case InvalidInput() | PolicyViolation():
             # The origin answered 500 for what its database refused.
             return 400, error.message
+        case Throttled():  # echo's ErrTooManyRequests
+            return 429, HTTPStatus.TOO_MANY_REQUESTS.phrase
         case Busy() | Unavailable():
             return 503, HTTPStatus.SERVICE_UNAVAILABLE.phrase
         case HTTPException() if error.status_code < 500:

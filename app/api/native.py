@@ -11,9 +11,12 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from msgspec import UNSET
 
-from app.api import DEPENDENCIES, Caller, Rt, malformed_request
+from app.api import DEPENDENCIES, SMALL_BODY, Caller, Rt, codes, malformed_request
+from app.api.errors import answer
 from app.api.native_models import (
+    CodeCheck,
     GroupOut,
     Health,
     NewGroup,
@@ -44,15 +47,18 @@ from app.domain import (
     AuthenticationFailed,
     Busy,
     DomainError,
+    InvalidCode,
     InvalidInput,
     LastAdmin,
     NotFound,
     PermissionDenied,
     PolicyViolation,
     SortKey,
+    Throttled,
     Unavailable,
     UserQuery,
 )
+from app.mail import MailUnavailable
 from app.pictures import InvalidPicture, NoPicture
 
 PROBLEM = "application/problem+json"
@@ -67,7 +73,8 @@ ERRORS = {
         409: "Already exists, or the last admin would go",
         413: "Body too large",
         415: "Unsupported media type",
-        422: "Invalid value, or refused by the password policy",
+        422: "Invalid value or code, or refused by the password policy",
+        429: "Too many attempts (Retry-After)",
         503: "The directory is unavailable or busy (Retry-After)",
     }.items()
 }
@@ -76,7 +83,8 @@ log = logging.getLogger("userdir.api")
 
 # --- authentication ----------------------------------------------------------
 
-@post("/auth/token", status_code=200, responses=ERRORS,
+@post("/auth/token", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS,
       summary="Log in (username or email + password)")
 async def issue_token(data: JSONBody[TokenRequest], runtime: Rt) -> TokenResponse:
     login, by = (data.username, "username") if data.username else (data.email or "", "email")
@@ -84,7 +92,8 @@ async def issue_token(data: JSONBody[TokenRequest], runtime: Rt) -> TokenRespons
     return TokenResponse(pair.access, pair.refresh, expires_in=pair.expires_in)
 
 
-@post("/auth/refresh", status_code=200, responses=ERRORS,
+@post("/auth/refresh", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS,
       summary="A new access token for a refresh token")
 async def refresh_token(data: JSONBody[RefreshRequest], runtime: Rt) -> TokenResponse:
     pair = await runtime.auth.refresh(data.refresh_token)
@@ -133,7 +142,7 @@ async def list_people(
     query = UserQuery(
         text=q or None, exact=(("email", email),) if email else (), active=active,
         account_type=account_type, sort=SortKey(sort), descending=order == "desc",
-        offset=(page - 1) * per_page, limit=per_page,
+        offset=(page - 1) * per_page, limit=per_page, verified_only=not caller.is_admin,
     )
     found = await runtime.service.list_users(query)
     return PeoplePage([Person.of(u) for u in found.users], found.total, page, per_page)
@@ -164,7 +173,35 @@ async def patch_person(username: FromPath[str], data: JSONBody[PersonPatch], cal
     require_self_or_admin(caller, username)
     if data.renames() and not caller.is_admin:
         raise PermissionDenied("only an admin may rename a user")
-    return Person.of(await runtime.service.update_user(username, data.to_domain()))
+    if data.email_verified is not UNSET and not caller.is_admin:
+        raise PermissionDenied("only an admin may mark an address verified")
+    user = await runtime.service.get_user(username)
+    # A new email from anyone but an admin waits for the code mailed to it.
+    return Person.of(await codes.update_user(runtime, caller, user, data.to_domain()))
+
+
+@post("/people/{username:str}/email/verify", status_code=200, responses=ERRORS,
+      request_max_body_size=SMALL_BODY,
+      summary="Confirm a new email with the code mailed to it (himself or admin)")
+async def verify_email(username: FromPath[str], data: JSONBody[CodeCheck], caller: Caller,
+                       runtime: Rt) -> Person:
+    require_self_or_admin(caller, username)
+    user = await runtime.service.get_user(username)
+    if not user.pending_email:
+        raise InvalidCode("no new email waits for a code")
+    await runtime.service.verify_email(user.pending_email, data.code)
+    return Person.of(await runtime.service.get_user(username))
+
+
+@post("/people/{username:str}/email/resend", status_code=202, responses=ERRORS,
+      summary="Mail a new code to the email waiting for one (himself or admin)")
+async def resend_email_code(username: FromPath[str], caller: Caller, runtime: Rt) -> Person:
+    require_self_or_admin(caller, username)
+    user = await runtime.service.get_user(username)
+    if not user.pending_email:
+        raise NotFound("no new email waits for a code")
+    await codes.change_email(runtime, user.username, user.pending_email)
+    return Person.of(await runtime.service.get_user(username))
 
 
 @delete("/people/{username:str}", responses=ERRORS, summary="Delete a person (admin)")
@@ -297,6 +334,8 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidPicture, 422, "invalid picture"),
     (NoPicture, 404, "no picture"),
     (PolicyViolation, 422, "password policy"),
+    (InvalidCode, 422, "invalid code"),
+    (Throttled, 429, "too many requests"),
     (Busy, 503, "busy"),
     (Unavailable, 503, "directory unavailable"),
 ]
@@ -318,18 +357,18 @@ def problem(request: Request[Any, Any, Any], error: Exception) -> Response[dict[
             detail = "Invalid credentials."
         if isinstance(error, TokenError):
             headers["WWW-Authenticate"] = 'Bearer realm="userdir"'
-        if isinstance(error, Busy | Unavailable):
-            headers["Retry-After"] = "1"
+    elif isinstance(error, MailUnavailable):
+        status, title, detail = 503, "mail unavailable", "The email could not be sent."
     elif malformed_request(error):
         status, title, detail = 400, "bad request", "the request is malformed"
         if isinstance(error, ValidationException) and error.extra:
             extra = {"errors": error.extra}
     elif isinstance(error, HTTPException):
         status, title, detail = error.status_code, str(error.detail), str(error.detail)
-    if status == 500:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+    response = answer(request, error, status, body, log=log, headers=headers)
+    response.media_type = PROBLEM
+    return response
 
 
 def router(config: Config) -> Router:
@@ -342,7 +381,7 @@ def router(config: Config) -> Router:
         route_handlers=[
             issue_token, refresh_token, me, jwks, health,
             list_people, create_person, get_person, patch_person, delete_person, set_type,
-            disable_person, enable_person, set_password,
+            disable_person, enable_person, set_password, verify_email, resend_email_code,
             upload, delete_photo, get_photo, get_thumbnail,
             list_groups, create_group, get_group, delete_group, add_member, remove_member,
         ],

@@ -40,8 +40,12 @@ class Person(Struct):
     username: Username
     account_type: Annotated[str, Meta(examples=["user"])]
     active: bool
+    # Failed logins made slapd's password policy lock the account until then.
+    locked_until: datetime | None
     email: Email | None
     email_verified: bool
+    # A new address waiting for the code mailed to it (POST .../email/verify).
+    pending_email: Email | None
     first_name: Annotated[str | None, Meta(examples=["Alice"])]
     last_name: Annotated[str | None, Meta(examples=["Liddell"])]
     display_name: Annotated[str | None, Meta(examples=["Alice Liddell"])]
@@ -62,8 +66,10 @@ class Person(Struct):
     def of(cls, user: User) -> Person:
         return cls(
             id=user.id, uuid=user.uuid, username=user.username,
-            account_type=user.account_type, active=user.active, email=user.email,
-            email_verified=user.email_verified, first_name=user.first_name,
+            account_type=user.account_type, active=user.active,
+            locked_until=user.locked_until, email=user.email,
+            email_verified=user.email_verified, pending_email=user.pending_email,
+            first_name=user.first_name,
             last_name=user.last_name, display_name=user.display_name, phone=user.phone,
             address=user.address, location=user.location, language=user.language,
             bio=user.bio, gender=user.gender, birthday=user.birthday, country=user.country,
@@ -76,6 +82,8 @@ class _ProfileFields(Struct, forbid_unknown_fields=True, kw_only=True):
     """Profile fields: absent leaves a value alone, null removes it."""
 
     email: Email | UnsetType | None = UNSET
+    # Admins only: an address an admin sets reads as unverified unless this says so.
+    email_verified: bool | UnsetType = UNSET
     first_name: Text | UnsetType | None = UNSET
     last_name: Text | UnsetType | None = UNSET
     display_name: Text | UnsetType | None = UNSET
@@ -114,6 +122,10 @@ class PersonPatch(_ProfileFields, kw_only=True):
 
     def to_domain(self) -> UserChanges:
         return UserChanges(username=self.username, profile=self.profile())
+
+
+class CodeCheck(Struct, forbid_unknown_fields=True):
+    code: Annotated[str, Meta(min_length=1, max_length=32, examples=["123456"])]
 
 
 class TypeChange(Struct, forbid_unknown_fields=True):

@@ -16,7 +16,8 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from app.api import DEPENDENCIES, Rt, malformed_request
+from app.api import DEPENDENCIES, SMALL_BODY, Rt, malformed_request
+from app.api.errors import answer
 from app.api.nervai_models import (
     VALIDATION_FAILED,
     Availability,
@@ -43,6 +44,7 @@ from app.domain import (
     PermissionDenied,
     PolicyViolation,
     SortKey,
+    Throttled,
     Unavailable,
     User,
     UserQuery,
@@ -61,6 +63,7 @@ WERKZEUG = {
     405: "The method is not allowed for the requested URL.",
     413: "The data value transmitted exceeds the capacity limit.",
     415: "The server does not support the media type transmitted in the request.",
+    429: "The user has sent too many requests in a given amount of time.",
     500: "The server encountered an internal error and was unable to complete your request. "
          "Either the server is overloaded or there is an error in the application.",
     503: "The server is temporarily unable to service your request due to maintenance "
@@ -76,6 +79,7 @@ ERRORS = {
         403: "Admin rights required",
         404: "No such user or picture",
         413: "Body too large",
+        429: "Too many failed logins from this client or on this account (Retry-After)",
         503: "The directory is unavailable or busy",
     }.items()
 }
@@ -90,7 +94,8 @@ async def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
     require_admin(await runtime.auth.user_for_header(connection.headers.get("authorization")))
 
 
-@post("/auth/login", status_code=200, responses=ERRORS, summary="Log in")
+@post("/auth/login", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS, summary="Log in")
 async def login(data: JSONBody[Credentials], runtime: Rt) -> LoginResponse:
     given = required(username=data.username, password=data.password)
     pair = await runtime.auth.login(given["username"], given["password"], by="username")
@@ -223,10 +228,7 @@ async def user_by_id_or_name(runtime: Runtime, user_id: str) -> User:
 
 def error_response(request: Request[Any, Any, Any], error: Exception) -> Response[Message]:
     status, body = describe(request, error)
-    headers = {"Retry-After": "1"} if status == 503 else {}
-    if status == 500:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
-    return Response(body, status_code=status, headers=headers)
+    return answer(request, error, status, body, log=log)
 
 
 def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, Message]:
@@ -256,6 +258,8 @@ def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, Me
         case NotFound():
             # compat: an unknown user is a 400 on delete (the seed lists no 404 there).
             return (400 if deleting else 404), Message("User does not exist.")
+        case Throttled():
+            return 429, Message(WERKZEUG[429])
         case Busy() | Unavailable():
             return 503, Message(WERKZEUG[503])
         case ValidationException() if fields_of(error):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
-from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
@@ -15,12 +15,13 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
-from app.api import DEPENDENCIES, Caller, Rt, malformed_request
+from app.api import DEPENDENCIES, SMALL_BODY, Caller, Rt, codes, drf, malformed_request
+from app.api.drf import Detail
+from app.api.errors import answer
 from app.api.ufdl_models import (
     AccessBody,
     BadFilter,
     Credentials,
-    Detail,
     FieldErrors,
     ListBody,
     RefreshBody,
@@ -48,10 +49,12 @@ from app.domain import (
     PermissionDenied,
     PolicyViolation,
     Principal,
+    Throttled,
     Unavailable,
     User,
     UserQuery,
 )
+from app.mail import MailUnavailable
 from app.runtime import Runtime
 
 log = logging.getLogger("userdir.api.ufdl")
@@ -70,6 +73,7 @@ ERRORS = {
         404: (Detail, "No such user"),
         405: (Detail, "Method not allowed"),
         413: (Detail, "Body too large"),
+        429: (Detail, "Too many failed logins from this client or on this account"),
         503: (Detail, "The directory is unavailable or busy"),
     }.items()
 }
@@ -77,7 +81,8 @@ ERRORS = {
 
 # --- tokens (simplejwt) ------------------------------------------------------
 
-@post("/auth/obtain", status_code=200, responses=ERRORS, summary="Log in: a token pair")
+@post("/auth/obtain", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS, summary="Log in: a token pair")
 async def obtain(runtime: Rt,
                  data: JSONBody[Credentials] = EMPTY_CREDENTIALS) -> TokenPairBody:
     username, password = data.checked()
@@ -85,7 +90,8 @@ async def obtain(runtime: Rt,
     return TokenPairBody(refresh=pair.refresh, access=pair.access)
 
 
-@post("/auth/refresh", status_code=200, responses=ERRORS,
+@post("/auth/refresh", status_code=200, request_max_body_size=SMALL_BODY,
+      responses=ERRORS,
       summary="A new access token for a refresh token")
 async def refresh(runtime: Rt, data: JSONBody[RefreshBody] = EMPTY_REFRESH) -> AccessBody:
     pair = await runtime.auth.refresh(data.checked())
@@ -115,8 +121,11 @@ async def guarded_caller(request: Request[Any, Any, Any]) -> Principal:
 
 @post("/users/list", status_code=200, guards=[staff_only], responses=ERRORS,
       summary="Users matching the filter body, sorted by slapd (staff)")
-async def list_users(runtime: Rt, data: JSONBody[ListBody] = EMPTY_LIST) -> list[UfdlUser]:
-    users = await runtime.service.all_users(data.to_query(runtime.service.types))
+async def list_users(caller: Caller, runtime: Rt,
+                     data: JSONBody[ListBody] = EMPTY_LIST) -> list[UfdlUser]:
+    query = msgspec.structs.replace(data.to_query(runtime.service.types),
+                                    verified_only=not caller.is_admin)
+    users = await runtime.service.all_users(query)
     return [UfdlUser.of(user) for user in users]
 
 
@@ -142,7 +151,7 @@ async def replace_user(request: Request[Any, Any, Any], key: FromPath[str], call
                        runtime: Rt, data: JSONBody[UserBody] = EMPTY_USER) -> UfdlUser:
     user = await editable_user(runtime, caller, key, request.method)
     update = data.to_update(partial=False)
-    return UfdlUser.of(await apply(runtime, user, update))
+    return UfdlUser.of(await apply(runtime, caller, user, update))
 
 
 @patch("/users/{key:str}", status_code=200, guards=[staff_only], responses=ERRORS,
@@ -151,7 +160,7 @@ async def update_user(request: Request[Any, Any, Any], key: FromPath[str], calle
                       runtime: Rt, data: JSONBody[UserBody] = EMPTY_USER) -> UfdlUser:
     user = await editable_user(runtime, caller, key, request.method)
     update = data.to_update(partial=True)
-    return UfdlUser.of(await apply(runtime, user, update))
+    return UfdlUser.of(await apply(runtime, caller, user, update))
 
 
 @delete("/users/{key:str}", status_code=204, guards=[staff_only], responses=ERRORS,
@@ -193,7 +202,7 @@ async def editable_user(runtime: Runtime, caller: Principal, key: str, method: s
     return user
 
 
-async def apply(runtime: Runtime, user: User, update: Update) -> User:
+async def apply(runtime: Runtime, caller: Principal, user: User, update: Update) -> User:
     """What can be checked first is (values, a taken name or address, the
     last active admin's deactivation, the last admin's demotion): refused,
     nothing changes. Then the password (slapd's policy may refuse it, before
@@ -201,9 +210,10 @@ async def apply(runtime: Runtime, user: User, update: Update) -> User:
     service = runtime.service
     if update.active is False and user.active and user.is_admin:
         await refuse_last_admin(runtime, user)
-    user = await service.update_user(user.username, update.changes,
-                                     account_type=update.account_type(user, service.types),
-                                     password=update.password)
+    # Staff are no admins: a new email they give waits for its code.
+    user = await codes.update_user(runtime, caller, user, update.changes,
+                                   account_type=update.account_type(user, service.types),
+                                   password=update.password)
     if update.active is not None and update.active != user.active:
         switch = service.enable_user if update.active else service.disable_user
         user = await switch(user.username)
@@ -223,14 +233,8 @@ async def refuse_last_admin(runtime: Runtime, user: User) -> None:
 
 def error_response(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     status, body = describe(request, error)
-    headers = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="api"'  # simplejwt's
-    if isinstance(error, Busy | Unavailable):
-        headers["Retry-After"] = "1"
-    if status == 500:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
-    return Response(body, status_code=status, headers=headers)
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else {}  # simplejwt's
+    return answer(request, error, status, body, log=log, headers=headers)
 
 
 def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, Any]:
@@ -259,20 +263,18 @@ def describe(request: Request[Any, Any, Any], error: Exception) -> tuple[int, An
             return 403, Detail("You do not have permission to perform this action.")
         case NotFound():
             return 404, Detail("Not found.")
+        case Throttled():
+            return 429, drf.throttled(error.retry_after)
+        case MailUnavailable():
+            return 503, Detail("The email could not be sent. Please try again later.")
         case Busy() | Unavailable():
             return 503, Detail("Service temporarily unavailable, try again later.")
         case ValidationException() if error.extra:
-            return 400, Detail(wrong_filter(error)) if filtering else wrong_types(error)
-        case HTTPException() if error.status_code == 400:  # the body is no JSON
-            return 400, Detail(f"JSON parse error - {error.detail}")
-        case HTTPException() if error.status_code == 404:
-            return 404, Detail("Not found.")
-        case HTTPException() if error.status_code == 405:
-            return 405, Detail(f'Method "{request.method}" not allowed.')
-        case HTTPException() if error.status_code == 413:
-            return 413, Detail("Request body is too large.")
+            if filtering:
+                return 400, Detail(wrong_filter(error))
+            return 400, drf.wrong_types(error, flags=("is_active", "is_staff"))
         case HTTPException() if error.status_code < 500:
-            return error.status_code, Detail(HTTPStatus(error.status_code).phrase)
+            return drf.http_error(request, error)
     if malformed_request(error):
         return 400, Detail(f"JSON parse error - {error}")
     return 500, Detail("A server error occurred.")
@@ -296,24 +298,6 @@ def token_error(request: Request[Any, Any, Any], error: TokenError) -> Detail:
 
 def is_bearer(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("authorization", "").split(" ")[0].lower() == "bearer"
-
-
-def wrong_types(error: ValidationException) -> dict[str, list[str]]:
-    """Litestar's decoding errors as DRF words them."""
-    errors: dict[str, list[str]] = {}
-    for item in error.extra if isinstance(error.extra, list) else []:
-        key = str(item.get("key", ""))
-        if key in ("", "data"):
-            got = str(item.get("message", "")).rpartition("got `")[2].rstrip("`")
-            kind = {"array": "list", "int": "int", "float": "float", "str": "str",
-                    "bool": "bool", "null": "NoneType"}.get(got, got or "nothing")
-            errors["non_field_errors"] = [
-                f"Invalid data. Expected a dictionary, but got {kind}."]
-        elif key in ("is_active", "is_staff"):
-            errors[key] = ["Must be a valid boolean."]
-        else:
-            errors[key] = ["Not a valid string."]
-    return errors or {"non_field_errors": ["Invalid data."]}
 
 
 def wrong_filter(error: ValidationException) -> str:

@@ -36,6 +36,12 @@ INVALID_EMAIL = "Enter a valid email address."
 NAME_LENGTH, USERNAME_LENGTH, EMAIL_LENGTH, PASSWORD_LENGTH = 150, 64, 254, 128
 # Filters nest this deep at most: enough for any real query, and a bound on recursion.
 MAX_DEPTH = 16
+# Terms (exact and contains) in one filter body, at most: each becomes several
+# LDAP assertions slapd evaluates per entry (15,000 of them took 6.8 s).
+MAX_TERMS = 100
+# Sort keys besides is_staff/is_superuser: slapd sorts by at most five
+# (olcSssVlvMaxKeys), and one more (the id) breaks ties.
+MAX_ORDER_KEYS = 4
 
 Text = str | None | UnsetType  # absent, null or a string: DRF words each differently
 Flag = bool | None | UnsetType
@@ -236,6 +242,9 @@ class ListBody(Struct, frozen=True):
     def to_query(self, types: AccountTypes) -> UserQuery:
         """One filter tree (the directory makes it one escaped LDAP filter) and
         the sort keys slapd applies."""
+        if count_terms(self.expressions) > MAX_TERMS:
+            raise BadFilter(f"A filter may hold at most {MAX_TERMS} exact and contains "
+                            "expressions.")
         where = all_of([to_filter(e, types, 1) for e in self.expressions])
         orders = sort_orders(self.order_by)
         first, rest = (orders[0], orders[1:]) if orders else (Order(SortKey.ID), [])
@@ -259,6 +268,18 @@ TRUE, FALSE = ("t", "true", "1"), ("f", "false", "0")
 # Matches every user: an empty `contains` (Django's LIKE '%%'), which LDAP cannot say.
 EVERYONE = Combine(parts=(Match(field="active", value="true"),
                           Match(field="active", value="false")), any=True)
+
+
+def count_terms(expressions: list[Expression]) -> int:
+    """Exact and contains expressions in a filter, however nested (no recursion)."""
+    terms, pending = 0, list(expressions)
+    while pending and terms <= MAX_TERMS:
+        expression = pending.pop()
+        if isinstance(expression, And | Or):
+            pending.extend(expression.sub_expressions)
+        else:
+            terms += 1
+    return terms
 
 
 def all_of(parts: list[Filter]) -> Filter | None:
@@ -357,6 +378,9 @@ def sort_orders(order_by: list[OrderBy]) -> list[Order]:
             raise BadFilter("is_staff and is_superuser can only come before other order_by "
                             "fields.")
         orders.append(Order(key, descending=not item.ascending))
+    if sum(order.key not in TYPE_SORT_KEYS for order in orders) > MAX_ORDER_KEYS:
+        raise BadFilter(f"order_by may name at most {MAX_ORDER_KEYS} fields besides "
+                        "is_staff and is_superuser.")
     return orders
 
 
@@ -392,10 +416,3 @@ class TokenPairBody(Struct):
 
 class AccessBody(Struct):
     access: str
-
-
-class Detail(Struct):
-    """DRF's and simplejwt's non-field errors."""
-
-    detail: str
-    code: str | UnsetType = UNSET

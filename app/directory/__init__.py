@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 from ldap3 import BASE, SYNC, Connection
 
@@ -17,6 +19,8 @@ from app.directory.people import People, PersonEntry
 from app.directory.pool import ConnectionPool, Endpoint, close_quietly, execute
 from app.directory.speedup import install as install_speedup
 
+PROBE_SECONDS = 1.0
+
 __all__ = ["CodeState", "Directory", "Endpoint", "GroupChanged", "PersonEntry", "Tree"]
 
 
@@ -24,20 +28,35 @@ class Directory:
     """Everything userdir keeps in slapd, over one pool of service connections."""
 
     def __init__(self, endpoint: Endpoint, base_dn: str, *, pool_size: int = 4,
-                 listing_slots: int = 4, listing_ttl: float = 5.0) -> None:
+                 max_idle: float = 240.0, listing_slots: int = 4,
+                 listing_ttl: float = 5.0) -> None:
         install_speedup()
         self.endpoint = endpoint
         self.tree = Tree(base_dn)
-        self.pool = ConnectionPool(endpoint, pool_size)
+        self.pool = ConnectionPool(endpoint, pool_size, max_idle)
         self.ldap = Ldap(self.pool)
         self.listing = Listing(endpoint, self.ldap, listing_slots, listing_ttl)
         self.people = People(self.ldap, self.tree, endpoint, self.listing)
         self.groups = Groups(self.ldap, self.tree)
         self.locks = Locks(self.ldap, self.tree)
         self.codes = EmailCodeStore(self.ldap, self.tree)
+        self._probing = threading.Lock()
+        self._probed = (-PROBE_SECONDS, False)
 
     def ping(self, timeout: float = 1.0) -> bool:
-        """Does slapd answer a root DSE read within `timeout`, on a fresh connection?"""
+        """Does slapd answer a root DSE read within `timeout`, on a fresh
+        connection? Asked at most once a second: a flood of health checks
+        (anyone may ask) costs slapd one connection a second, and waits for
+        the probe in progress rather than opening more."""
+        with self._probing:
+            asked, up = self._probed
+            if time.monotonic() - asked < PROBE_SECONDS:
+                return up
+            up = self._probe(timeout)
+            self._probed = (time.monotonic(), up)
+            return up
+
+    def _probe(self, timeout: float) -> bool:
         conn = Connection(self.endpoint.server(timeout), client_strategy=SYNC,
                           receive_timeout=max(1, math.ceil(timeout)), raise_exceptions=False)
         try:

@@ -15,9 +15,11 @@ from app.directory.errors import ASSERTION_FAILED, NO_SUCH_ATTRIBUTE, NO_SUCH_OB
 from app.directory.names import Tree
 from app.directory.operations import Ldap
 from app.directory.schema import (
+    DISABLED,
     EMAIL_CODE_ATTRIBUTES,
-    LOCKED_FOREVER,
+    ENABLE,
     USERDIR_CLASS,
+    disabled_by,
     email_code_changes,
     parse_time,
     values,
@@ -40,7 +42,7 @@ class CodeState:
     stored: str | None
     expires: datetime | None
     attempts: int
-    locked: bool = False  # disabled for good (pwdAccountLockedTime 000001010000Z)
+    locked: bool = False  # disabled (schema.is_disabled)
     created: datetime | None = None
     has_class: bool = True  # userdirPerson, which the code attributes need
 
@@ -76,7 +78,7 @@ class CodeState:
                    verified=None if verified is None else verified == "TRUE",
                    stored=first(CODE_HASH), expires=parse_time(first("userdirEmailCodeExpiry")),
                    attempts=int(attempts) if attempts and attempts.isdigit() else 0,
-                   locked=first("pwdAccountLockedTime") == LOCKED_FOREVER,
+                   locked=disabled_by(first("pwdAccountLockedTime"), first("pwdEndTime")),
                    created=parse_time(first("createTimestamp")),
                    has_class=USERDIR_CLASS in {c.lower() for c in found.get("objectclass", [])})
 
@@ -153,7 +155,7 @@ class EmailCodeStore:
             changes["mail"] = [(MODIFY_REPLACE, [state.pending])]
             changes["userdirPendingEmail"] = [(MODIFY_REPLACE, [])]
         if state.verified is False:
-            changes["pwdAccountLockedTime"] = [(MODIFY_REPLACE, [])]
+            changes.update(ENABLE)
         return self._if_code_is(state, changes)
 
     def disable_awaiting(self, dn: str) -> bool:
@@ -163,7 +165,7 @@ class EmailCodeStore:
         it no longer awaits one, say it was verified meanwhile."""
         changes = self._without_code()
         changes["userdirEmailVerified"] = [(MODIFY_REPLACE, [])]
-        changes["pwdAccountLockedTime"] = [(MODIFY_REPLACE, [LOCKED_FOREVER])]
+        changes["pwdEndTime"] = [(MODIFY_REPLACE, [DISABLED])]
         result = self.ldap.modify(dn, changes, controls=[assertion(AWAITING_SIGN_UP)],
                                   tolerate=(ASSERTION_FAILED,), subject="user")
         return bool(result["result"] != ASSERTION_FAILED)
@@ -173,7 +175,7 @@ class EmailCodeStore:
         new code sent, not verified, enabled or disabled meanwhile) and no
         member of group `keep_members_of` (the admins: never deleted so)."""
         unchanged = names.all_of(AWAITING_SIGN_UP,
-                                 names.equals("pwdAccountLockedTime", LOCKED_FOREVER),
+                                 names.equals("pwdEndTime", DISABLED),
                                  names.negate(names.equals("memberOf", keep_members_of)),
                                  self._code_is(state))
         result = self.ldap.delete(state.dn, controls=[assertion(unchanged)],

@@ -27,12 +27,15 @@ from app.directory.controls import (
     server_sort,
     virtual_list_view,
 )
-from app.directory.errors import BUSY, raise_for_result, translated
+from app.directory.errors import BUSY, Unreachable, raise_for_result, translated
 from app.directory.operations import Entry, Ldap
 from app.directory.pool import STALE_FAILURE_SECONDS, Endpoint, close_quietly, execute
-from app.domain import Busy, Unavailable
+from app.domain import Busy, InvalidInput, Unavailable
 
 VLV_ERROR = 76  # LDAP_VLV_ERROR: e.g. an offset past the end
+# The VLV control's offset is an INTEGER slapd reads as 32 bits: beyond it,
+# protocolError. No directory holds that many entries.
+MAX_POSITION = 2**31 - 2
 # ldap3 2.9.1 looks every result code up in this table and raises KeyError on
 # the ones it lacks, vlvError among them, before we could see the result.
 RESULT_CODES.setdefault(VLV_ERROR, "vlvError")
@@ -67,6 +70,8 @@ class Listing:
     def window(self, base: str, filter_string: str, sort: Sequence[SortKey],
                attributes: Sequence[str], offset: int, limit: int) -> tuple[list[Entry], int]:
         """Entries offset..offset+limit-1 (0-based) of the sorted result, and its size."""
+        if offset + limit > MAX_POSITION:
+            raise InvalidInput("page", "Invalid page: beyond any listing.")
         self.endpoint.breaker.check()
         key = (base, filter_string, tuple(sort))
         slot = self._pick(key)
@@ -80,13 +85,14 @@ class Listing:
                     try:
                         return self._fetch(slot, key, base, filter_string, sort, attributes,
                                            offset, limit, reuse)
-                    except Unavailable:
+                    except Unavailable as e:
                         self._reset(slot)
                         # A kept connection that died while idle (slapd
                         # restarted) fails at once: try again on a new one.
                         stale = reuse and time.monotonic() - started < STALE_FAILURE_SECONDS
                         if attempt == 2 or not stale:
-                            self.endpoint.breaker.trip()
+                            if isinstance(e, Unreachable):
+                                self.endpoint.breaker.trip()
                             raise
                 raise AssertionError("unreachable")
         finally:

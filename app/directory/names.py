@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from ldap3.utils.conv import escape_filter_chars
@@ -67,6 +68,16 @@ def _unescape(match: re.Match[str]) -> str:
     return chr(int(text, 16)) if len(text) == 2 else text
 
 
+def same_name(a: str, b: str) -> bool:
+    """Do two names match as slapd's caseIgnoreMatch says (RFC 4518: NFKC,
+    case folded, insignificant spaces ignored)? For uid and cn values."""
+    return _folded(a) == _folded(b)
+
+
+def _folded(value: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
 @functools.lru_cache(maxsize=4096)  # memberOf values: the same few group DNs
 def normalise_dn(dn: str) -> str:
     """A comparable form: parsed, attribute types and values lower-cased."""
@@ -99,6 +110,10 @@ class Tree:
     @property
     def uid_counter(self) -> str:
         return f"cn=uidNumber,ou=counters,{self.base}"
+
+    @property
+    def default_policy(self) -> str:
+        return f"cn=default,ou=policies,{self.base}"
 
     @property
     def decoy(self) -> str:

@@ -4,34 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_INCREMENT, MODIFY_REPLACE
+from ldap3 import MODIFY_ADD, MODIFY_INCREMENT, MODIFY_REPLACE
 from ldap3.protocol.rfc3062 import PasswdModifyRequestValue
 
-from app.directory import names
+from app.directory import names, queries
 from app.directory.controls import POST_READ, SortKey, post_read
-from app.directory.errors import NO_SUCH_ATTRIBUTE, raise_for_result, translated
+from app.directory.errors import raise_for_result, translated
 from app.directory.listing import Listing
 from app.directory.names import Tree
 from app.directory.operations import Entry, Ldap
 from app.directory.pool import Endpoint, close_quietly, execute
 from app.directory.schema import (
-    LOCKED_FOREVER,
+    DISABLED,
+    ENABLE,
     PERSON_CLASSES,
     USER_ATTRIBUTES,
     USERDIR_ATTRIBUTES,
     USERDIR_CLASS,
     first,
     parse_time,
+    username_of,
     values,
 )
-from app.domain import AuthenticationFailed, NotFound
+from app.domain import AuthenticationFailed, Busy, NotFound
 
 PASSWORD_MODIFY = "1.3.6.1.4.1.4203.1.11.1"  # noqa: S105 - RFC 3062 OID
+POLICY_SECONDS = 60.0
+UID_SKIPS = 100  # taken uidNumbers skipped in a row before giving up
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class PersonEntry:
 
     @property
     def username(self) -> str:
-        return first(self.entry, "uid") or names.first_rdn_value(self.dn)
+        return username_of(self.entry)
 
     @property
     def member_of(self) -> list[str]:
@@ -64,46 +69,69 @@ class People:
         self.tree = tree
         self.endpoint = endpoint
         self.listing = listing
+        self._lockout: tuple[float, timedelta | None] = (0.0, None)
+
+    def lockout_duration(self) -> timedelta | None:
+        """The default password policy's pwdLockoutDuration (None: 0, locks
+        last until an admin lifts them), read again at most once a minute."""
+        read_at, duration = self._lockout
+        if time.monotonic() - read_at < POLICY_SECONDS:
+            return duration
+        entry = self.ldap.read(self.tree.default_policy, ["pwdLockoutDuration"])
+        seconds = first(entry, "pwdLockoutDuration") if entry else None
+        duration = timedelta(seconds=int(seconds)) if seconds and seconds.isdigit() \
+            and int(seconds) > 0 else None
+        self._lockout = (time.monotonic(), duration)
+        return duration
 
     # --- reading -----------------------------------------------------------
 
     def find(self, attribute: str, value: str,
              attributes: list[str] = USER_ATTRIBUTES) -> PersonEntry | None:
-        """The person whose `attribute` equals `value` (uid, mail, uidNumber, entryUUID)."""
+        """The person whose `attribute` equals `value` (uid, mail, uidNumber,
+        entryUUID). By uid: the person so named (the RDN's uid), not one
+        holding the value as an old name an LDAP rename left behind."""
+        wanted = attributes if attribute != "uid" or "uid" in attributes else \
+            [*attributes, "uid"]
         entries, _ = self.ldap.search(
             self.tree.people, names.all_of("(objectClass=inetOrgPerson)",
                                            names.equals(attribute, value)),
-            attributes, size_limit=2, subject="user",
+            wanted, size_limit=4, subject="user",
         )
-        return PersonEntry(entries[0]["dn"], entries[0]) if entries else None
+        people = [PersonEntry(e["dn"], e) for e in entries]
+        if attribute == "uid":
+            people = [p for p in people if names.same_name(p.username, value)]
+        return people[0] if people else None
+
+    def find_login(self, username: str | None, email: str | None) -> list[PersonEntry]:
+        """People holding this uid or this mail (a login names either), in one search."""
+        wanted = [names.equals(a, v) for a, v in (("uid", username), ("mail", email)) if v]
+        entries, _ = self.ldap.search(
+            self.tree.people, names.all_of("(objectClass=inetOrgPerson)", names.any_of(*wanted)),
+            USER_ATTRIBUTES, size_limit=4, subject="user",
+        )
+        return [PersonEntry(e["dn"], e) for e in entries]
 
     def find_pair(self, uuid: str, username: str) -> tuple[PersonEntry | None,
                                                             PersonEntry | None]:
-        """The person with entryUUID `uuid` and the one with uid `username`,
-        in one search (they may be the same entry).
-
-        slapd matches uid more loosely than Python compares (caseIgnoreMatch
-        folds width and spaces), so an entry that is not the first is the
-        second; only when the first is all the search found and its uid does
-        not equal `username` here does a second search tell (whether it is
-        him, loosely, or nobody)."""
+        """The person with entryUUID `uuid` and the one named `username`, in
+        one search (they may be the same entry). Names compare as slapd's
+        caseIgnoreMatch does (names.same_name), so a name an LDAP tool wrote
+        in full-width letters is found by its plain form, as by every read."""
         entries, _ = self.ldap.search(
             self.tree.people,
             names.all_of("(objectClass=inetOrgPerson)",
                          names.any_of(names.equals("entryUUID", uuid),
                                       names.equals("uid", username))),
-            USER_ATTRIBUTES, size_limit=3, subject="user",
+            USER_ATTRIBUTES, size_limit=4, subject="user",
         )
         by_uuid = by_name = None
         for entry in entries:
             person = PersonEntry(entry["dn"], entry)
             if person.uuid.lower() == uuid.lower():
                 by_uuid = person
-            else:
+            if names.same_name(person.username, username):
                 by_name = person
-        if by_uuid is not None and by_name is None:
-            same = username.lower() in (u.lower() for u in values(by_uuid.entry, "uid"))
-            by_name = by_uuid if same else self.find("uid", username)
         return by_uuid, by_name
 
     def by_dn(self, dn: str) -> PersonEntry | None:
@@ -122,8 +150,7 @@ class People:
         to tell whether one other than a given person is among them."""
         entries, _ = self.ldap.search(
             self.tree.people,
-            names.all_of(names.equals("memberOf", group_dn),
-                         names.negate(names.equals("pwdAccountLockedTime", LOCKED_FOREVER))),
+            names.all_of(names.equals("memberOf", group_dn), queries.active_filter(True)),
             ["1.1"], size_limit=limit,
         )
         return {names.normalise_dn(e["dn"]) for e in entries}
@@ -148,12 +175,27 @@ class People:
     # --- creating ----------------------------------------------------------
 
     def allocate_uid_number(self) -> int:
-        """RFC 4525 increment + RFC 4527 post-read: one atomic operation, never reused."""
-        result = self.ldap.modify(
-            self.tree.uid_counter, {"uidNumber": [(MODIFY_INCREMENT, [1])]},
-            controls=[post_read(["uidNumber"])], subject="uidNumber counter",
+        """RFC 4525 increment + RFC 4527 post-read: one atomic operation, never
+        handed out twice. A number an LDAP tool gave someone meanwhile is
+        skipped (slapo-unique would refuse it anyway)."""
+        for _ in range(UID_SKIPS):
+            result = self.ldap.modify(
+                self.tree.uid_counter, {"uidNumber": [(MODIFY_INCREMENT, [1])]},
+                controls=[post_read(["uidNumber"])], subject="uidNumber counter",
+            )
+            number = int(result["controls"][POST_READ]["value"]["result"]["uidNumber"][0])
+            if not self.uid_number_taken(number):
+                return number
+        raise Busy(f"the next {UID_SKIPS} uidNumbers are all taken: the counter is behind "
+                   "(`userdir doctor --fix` moves it)")
+
+    def uid_number_taken(self, number: int) -> bool:
+        entries, _ = self.ldap.search(
+            self.tree.base, names.all_of("(objectClass=inetOrgPerson)",
+                                         names.equals("uidNumber", str(number))),
+            ["1.1"], size_limit=1,
         )
-        return int(result["controls"][POST_READ]["value"]["result"]["uidNumber"][0])
+        return bool(entries)
 
     def stage(self, username: str, attributes: Mapping[str, Any]) -> str:
         """Add the complete entry where only the service can see it."""
@@ -192,19 +234,23 @@ class People:
         self.ldap.modify(person.dn, changes, subject="email")
 
     def rename(self, person: PersonEntry, new_username: str) -> str:
-        """Change uid; the RDN too when it is uid. memberof keeps group memberships."""
-        rdn_type = person.dn.split("=", 1)[0].strip().lower()
-        home = first(person.entry, "homeDirectory")
-        if rdn_type == "uid":
-            new_rdn = f"uid={names.rdn_value(Tree.checked_username(new_username))}"
-            self.ldap.rename(person.dn, new_rdn, subject="username")
-            dn = f"{new_rdn},{person.dn.split(',', 1)[1]}"
-        else:
-            self.ldap.modify(person.dn, {"uid": [(MODIFY_REPLACE, [new_username])]},
-                             subject="username")
-            dn = person.dn
-        if home == f"/home/{person.username}":
-            self.ldap.modify(dn, {"homeDirectory": [(MODIFY_REPLACE, [f"/home/{new_username}"])]})
+        """Change the username: the RDN (when it is uid; memberof keeps the
+        memberships), then, in one modify, uid to exactly the new name (no
+        old value an LDAP rename left behind stays), and the values that
+        stood in for the old name: homeDirectory /home/<name>, and sn and cn
+        where no name was known."""
+        old, new = person.username, Tree.checked_username(new_username)
+        dn = person.dn
+        if dn.split("=", 1)[0].strip().lower() == "uid":
+            new_rdn = f"uid={names.rdn_value(new)}"
+            self.ldap.rename(dn, new_rdn, subject="username")
+            dn = f"{new_rdn},{dn.split(',', 1)[1]}"
+        changes: dict[str, list[tuple[str, list[Any]]]] = {"uid": [(MODIFY_REPLACE, [new])]}
+        stand_ins = {"homeDirectory": f"/home/{old}", "sn": old, "cn": old}
+        for attribute, stand_in in stand_ins.items():
+            if values(person.entry, attribute) == [stand_in]:
+                changes[attribute] = [(MODIFY_REPLACE, [stand_in.replace(old, new)])]
+        self.ldap.modify(dn, changes, subject="username")
         return dn
 
     def photo(self, dn: str) -> bytes | None:
@@ -218,25 +264,25 @@ class People:
         self.ldap.modify(dn, {"jpegPhoto": [(MODIFY_REPLACE, [jpeg] if jpeg else [])]},
                          subject="user")
 
-    def with_photo(self, uuids: list[str]) -> set[str]:
-        """Which of these entries have a jpegPhoto, without transferring any."""
+    def photos(self, uuids: list[str]) -> dict[str, bytes]:
+        """The jpegPhoto of those of these entries that have one, in one search."""
         if not uuids:
-            return set()
+            return {}
         entries, _ = self.ldap.search(
             self.tree.people,
             names.all_of("(jpegPhoto=*)", names.any_of(*(names.equals("entryUUID", u)
                                                          for u in uuids))),
-            ["entryUUID"], subject="user",
+            ["entryUUID", "jpegPhoto"], subject="user",
         )
-        return {first(e, "entryUUID") or "" for e in entries}
+        return {first(e, "entryUUID") or "": bytes(e["raw_attributes"]["jpegPhoto"][0])
+                for e in entries if e["raw_attributes"].get("jpegPhoto")}
 
-    def lock(self, dn: str) -> None:
-        self.ldap.modify(dn, {"pwdAccountLockedTime": [(MODIFY_REPLACE, [LOCKED_FOREVER])]},
-                         subject="user")
+    def disable(self, dn: str) -> None:
+        self.ldap.modify(dn, {"pwdEndTime": [(MODIFY_REPLACE, [DISABLED])]}, subject="user")
 
-    def unlock(self, dn: str) -> None:
-        self.ldap.modify(dn, {"pwdAccountLockedTime": [(MODIFY_DELETE, [])]},
-                         tolerate=(NO_SUCH_ATTRIBUTE,), subject="user")
+    def enable(self, dn: str) -> None:
+        """Remove every way the account is disabled (ours, and other tools')."""
+        self.ldap.modify(dn, ENABLE, subject="user")
 
     def delete(self, dn: str) -> None:
         self.ldap.delete(dn, subject="user")

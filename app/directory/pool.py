@@ -14,7 +14,7 @@ from typing import Any
 
 from ldap3 import NONE, SYNC, Connection, Server
 
-from app.directory.errors import StaleConnection, raise_for_result, translated
+from app.directory.errors import StaleConnection, Unreachable, raise_for_result, translated
 from app.domain import Unavailable
 
 STALE_FAILURE_SECONDS = 0.5
@@ -84,8 +84,11 @@ class Endpoint:
             with translated():
                 conn.open()
                 result, _ = execute(conn, "bind")
-        except Unavailable:
+        except Unreachable:
             self.breaker.trip()
+            raise
+        except Unavailable:
+            close_quietly(conn)
             raise
         if result["result"] != 0:
             close_quietly(conn)
@@ -107,12 +110,15 @@ def close_quietly(conn: Any) -> None:
 
 
 class ConnectionPool:
-    """At most `size` bound connections; a connection that fails is dropped, not reused."""
+    """At most `size` bound connections; a connection that fails is dropped, not
+    reused, and one idle for `max_idle` seconds is closed before slapd's own
+    idle timeout (olcIdleTimeout) would close it under a write."""
 
-    def __init__(self, endpoint: Endpoint, size: int) -> None:
+    def __init__(self, endpoint: Endpoint, size: int, max_idle: float = 240.0) -> None:
         self.endpoint = endpoint
         self.size = size
-        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
+        self.max_idle = max_idle
+        self._idle: queue.LifoQueue[tuple[Connection, float]] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
 
     @contextmanager
@@ -131,13 +137,14 @@ class ConnectionPool:
                 close_quietly(conn)
                 if reused and time.monotonic() - started < STALE_FAILURE_SECONDS:
                     raise StaleConnection(e.message) from e
-                breaker.trip()
+                if isinstance(e, Unreachable):
+                    breaker.trip()
                 raise
             except BaseException:
-                self._idle.put(conn)
+                self._idle.put((conn, time.monotonic()))
                 raise
             else:
-                self._idle.put(conn)
+                self._idle.put((conn, time.monotonic()))
         finally:
             self._slots.release()
 
@@ -145,16 +152,18 @@ class ConnectionPool:
         """An idle connection (True: reused) or a new one."""
         while True:
             try:
-                conn = self._idle.get_nowait()
+                conn, since = self._idle.get_nowait()
             except queue.Empty:
                 return self.endpoint.connect(), False
-            if not conn.closed:
+            if time.monotonic() - since > self.max_idle:
+                close_quietly(conn)
+            elif not conn.closed:
                 return conn, True
 
     def close(self) -> None:
         while True:
             try:
-                close_quietly(self._idle.get_nowait())
+                close_quietly(self._idle.get_nowait()[0])
             except queue.Empty:
                 return
 

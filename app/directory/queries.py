@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from app.directory import names as n
 from app.directory.controls import CASE_IGNORE_ORDERING, SortKey
-from app.directory.schema import EXACT_ATTRIBUTES, LOCKED_FOREVER, GroupTypes
+from app.directory.schema import EXACT_ATTRIBUTES, LOCKED_FOREVER, GroupTypes, format_time
 from app.domain import (
     ADMIN,
     TYPE_SORT_KEYS,
@@ -30,8 +31,8 @@ SORT_ATTRIBUTES = {
     Key.CREATED: SortKey("createTimestamp"),
     Key.LAST_LOGIN: SortKey("pwdLastSuccess"),
     Key.ID: SortKey("uidNumber"),
-    # Disabled users carry a lock time; entries without a key value sort last.
-    Key.ACTIVE: SortKey("pwdAccountLockedTime"),
+    # Disabled users carry an end time; entries without a key value sort last.
+    Key.ACTIVE: SortKey("pwdEndTime"),
 }
 # Case-sensitive equality for attributes whose own rule ignores case.
 CASE_EXACT_RULES = {"mail": "caseExactIA5Match", "userdirPendingEmail": "caseExactIA5Match",
@@ -52,6 +53,8 @@ def user_filter(query: UserQuery, groups: GroupTypes) -> str:
         parts.append(type_filter(query.account_type, groups))
     if query.where is not None:
         parts.append(where_filter(query.where, groups))
+    if query.verified_only:
+        parts.append(n.negate("(userdirEmailVerified=FALSE)"))
     return n.all_of(*parts)
 
 
@@ -107,8 +110,15 @@ def _attribute_match(attribute: str, match: Match) -> str:
 
 
 def active_filter(active: bool) -> str:
-    locked = n.equals("pwdAccountLockedTime", LOCKED_FOREVER)
-    return n.negate(locked) if active else locked
+    """schema.is_disabled as a filter. The time compared to is this minute's
+    start, so that a listing's filter (its sort snapshot's key) stays the
+    same within a minute: an end time set for a moment within the last
+    minute (by a tool: userdir writes schema.DISABLED) counts a minute late."""
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    disabled = n.any_of(n.equals("pwdAccountLockedTime", LOCKED_FOREVER),
+                        n.all_of("(pwdEndTime=*)",
+                                 f"(pwdEndTime<={n.filter_value(format_time(minute))})"))
+    return n.negate(disabled) if active else disabled
 
 
 def type_filter(account_type: str, groups: GroupTypes) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ldap3 import MODIFY_REPLACE
@@ -14,9 +14,19 @@ from app.domain import AccountTypes, Principal, Profile, User
 
 PERSON_CLASSES = ["inetOrgPerson", "posixAccount", "userdirPerson"]
 USERDIR_CLASS = "userdirperson"
-# slapo-ppolicy(5): this value locks an account until an administrator
-# removes it, whatever pwdLockoutDuration says.
+# How userdir disables an account: a pwdEndTime in the past, which ppolicy
+# checks before anything else and refuses every bind for. Unlike
+# pwdAccountLockedTime, which ppolicy deletes on any password change (so
+# that "disable, then reset the password" would enable the account again),
+# no password change touches it, and a refused bind writes nothing.
+DISABLED = "19700101000000Z"
+# slapo-ppolicy(5): this pwdAccountLockedTime locks an account until an
+# administrator removes it; other tools disable accounts so, and it counts.
 LOCKED_FOREVER = "000001010000Z"
+# The modification that enables an account, whichever way it was disabled
+# (a replace with no values removes an attribute, and is no error if absent).
+ENABLE: dict[str, list[tuple[str, list[str]]]] = {
+    "pwdEndTime": [(MODIFY_REPLACE, [])], "pwdAccountLockedTime": [(MODIFY_REPLACE, [])]}
 
 # Profile field -> attribute (SPEC §2). Standard attributes wherever one exists.
 PROFILE_ATTRIBUTES: dict[str, str] = {
@@ -47,18 +57,20 @@ USERDIR_ATTRIBUTES = frozenset(
 # the service alone: ldif/config.ldif).
 EMAIL_CODE_ATTRIBUTES = ["mail", "userdirPendingEmail", "userdirEmailVerified",
                          "userdirEmailCodeHash", "userdirEmailCodeExpiry",
-                         "userdirEmailCodeAttempts", "pwdAccountLockedTime", "objectClass",
+                         "userdirEmailCodeAttempts", "pwdAccountLockedTime", "pwdEndTime",
+                         "objectClass",
                          "createTimestamp"]
 # Fields a listing may filter on with an exact match.
 EXACT_ATTRIBUTES: dict[str, str] = {
     "username": "uid", "id": "uidNumber", "uuid": "entryUUID", **PROFILE_ATTRIBUTES,
 }
 PRINCIPAL_ATTRIBUTES = ["uid", "uidNumber", "entryUUID", "memberOf", "pwdAccountLockedTime",
-                        "pwdChangedTime"]
+                        "pwdEndTime", "pwdChangedTime"]
 USER_ATTRIBUTES = [
     "objectClass", "uid", "uidNumber", "entryUUID", "cn", "memberOf",
-    "pwdAccountLockedTime", "createTimestamp", "modifyTimestamp",
-    "pwdLastSuccess", "pwdChangedTime", "homeDirectory", "entryCSN",
+    "pwdAccountLockedTime", "pwdEndTime", "createTimestamp", "modifyTimestamp",
+    "pwdLastSuccess", "authTimestamp", "pwdChangedTime", "pwdAccountTmpLockoutEnd",
+    "homeDirectory", "entryCSN",
     *PROFILE_ATTRIBUTES.values(),
 ]
 
@@ -80,6 +92,33 @@ class GroupTypes:
         return [name for name in names if name]
 
 
+def is_disabled(entry: Mapping[str, Any]) -> bool:
+    """Can no bind succeed, whatever the password (queries.active_filter says the same)?"""
+    return disabled_by(first(entry, "pwdAccountLockedTime"), first(entry, "pwdEndTime"))
+
+
+def disabled_by(locked_time: str | None, end_time: str | None) -> bool:
+    if locked_time == LOCKED_FOREVER:
+        return True
+    ends = parse_time(end_time)
+    return ends is not None and ends <= datetime.now(UTC)
+
+
+def locked_until(entry: Mapping[str, Any],
+                 lockout: Callable[[], timedelta | None]) -> datetime | None:
+    """Until when failed binds keep the account locked (ppolicy): a
+    pwdAccountLockedTime (other than LOCKED_FOREVER) plus pwdLockoutDuration,
+    or a pwdAccountTmpLockoutEnd; None if it is not locked so."""
+    ends = [parse_time(first(entry, "pwdAccountTmpLockoutEnd"))]
+    locked = first(entry, "pwdAccountLockedTime")
+    since = parse_time(locked) if locked != LOCKED_FOREVER else None
+    if since is not None:
+        duration = lockout()
+        ends.append(since + duration if duration else datetime.max.replace(tzinfo=UTC))
+    known = [end for end in ends if end is not None]
+    return max(known) if known else None
+
+
 def values(entry: Mapping[str, Any], attribute: str) -> list[str]:
     raw = entry["raw_attributes"].get(attribute) or []
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw]
@@ -90,8 +129,21 @@ def first(entry: Mapping[str, Any], attribute: str) -> str | None:
     return found[0] if found else None
 
 
-def to_user(entry: Mapping[str, Any], group_types: GroupTypes) -> User:
-    username = first(entry, "uid") or first_rdn_value(entry["dn"])
+def username_of(entry: Mapping[str, Any]) -> str:
+    """The username is the RDN's uid: an LDAP rename that kept the old value
+    (ldapmodrdn without -r) leaves it in `uid`, but it names the user no more."""
+    dn = entry["dn"]
+    if dn.split("=", 1)[0].strip().lower() == "uid":
+        return first_rdn_value(dn)
+    return first(entry, "uid") or first_rdn_value(dn)
+
+
+def to_user(entry: Mapping[str, Any], group_types: GroupTypes,
+            lockout: Callable[[], timedelta | None] = lambda: None) -> User:
+    """The user an entry holds; `lockout` gives the password policy's
+    pwdLockoutDuration (None: locks last until an admin lifts them), asked
+    only for an account that failed binds locked."""
+    username = username_of(entry)
     uid_number = first(entry, "uidNumber")
     last_name = first(entry, "sn")
     birthday = first(entry, "userdirBirthday")
@@ -101,7 +153,7 @@ def to_user(entry: Mapping[str, Any], group_types: GroupTypes) -> User:
         username=username,
         version=first(entry, "entryCSN") or "",
         account_type=group_types.type_of(values(entry, "memberOf")),
-        active=first(entry, "pwdAccountLockedTime") != LOCKED_FOREVER,
+        active=not is_disabled(entry),
         email=first(entry, "mail"),
         first_name=first(entry, "givenName"),
         # sn is mandatory in `person`; userdir fills it with the username
@@ -121,8 +173,10 @@ def to_user(entry: Mapping[str, Any], group_types: GroupTypes) -> User:
         pending_email=first(entry, "userdirPendingEmail"),
         created=parse_time(first(entry, "createTimestamp")),
         updated=parse_time(first(entry, "modifyTimestamp")),
-        last_login=parse_time(first(entry, "pwdLastSuccess")),
+        last_login=parse_time(first(entry, "pwdLastSuccess") or first(entry, "authTimestamp")),
         password_changed=parse_time(first(entry, "pwdChangedTime")),
+        password_stamp=first(entry, "pwdChangedTime") or "",
+        locked_until=locked_until(entry, lockout),
     )
 
 
@@ -131,10 +185,11 @@ def to_principal(entry: Mapping[str, Any], group_types: GroupTypes) -> Principal
     return Principal(
         uuid=first(entry, "entryUUID") or "",
         id=int(uid_number) if uid_number and uid_number.isdigit() else None,
-        username=first(entry, "uid") or first_rdn_value(entry["dn"]),
+        username=username_of(entry),
         account_type=group_types.type_of(values(entry, "memberOf")),
-        active=first(entry, "pwdAccountLockedTime") != LOCKED_FOREVER,
+        active=not is_disabled(entry),
         password_changed=parse_time(first(entry, "pwdChangedTime")),
+        password_stamp=first(entry, "pwdChangedTime") or "",
     )
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from app.bulkhead import Bulkhead
 from app.directory import Directory, PersonEntry
 from app.directory.schema import (
     PRINCIPAL_ATTRIBUTES,
@@ -16,11 +15,13 @@ from app.directory.schema import (
     to_user,
 )
 from app.domain import (
+    MAX_PASSWORD_BYTES,
     AccountTypes,
     InvalidInput,
     NotFound,
     Principal,
     User,
+    check_password,
     is_valid_username,
 )
 from app.lru import Lru
@@ -33,17 +34,40 @@ S = TypeVar("S", bound="ServiceBase")
 PICTURE_FLAGS = 10_000  # entries whose picture flag is remembered (~300 bytes each)
 
 
+@dataclass(frozen=True)
+class Pools:
+    """The bulkheads service calls run on (app/bulkhead.py): reads and writes,
+    password binds (argon2 on slapd: a login flood must not take the threads
+    everyone's reads need), and picture decoding (Pillow: memory and CPU)."""
+
+    directory: Bulkhead
+    binds: Bulkhead
+    pictures: Bulkhead
+
+    @classmethod
+    def sized(cls, workers: int, bind_workers: int = 2, *, queue_limit: int = 128,
+              bind_queue_limit: int = 32, client_limit: int = 16,
+              decoders: int = 1, decode_queue: int = 8) -> Pools:
+        return cls(Bulkhead("directory", workers, queue_limit, client_limit),
+                   Bulkhead("login", bind_workers, bind_queue_limit, max(1, client_limit // 4)),
+                   Bulkhead("picture", decoders, decode_queue, 2))
+
+    def close(self) -> None:
+        for pool in (self.directory, self.binds, self.pictures):
+            pool.close()
+
+
 def _offloaded(
-    invalidates: bool,
+    pool: str, invalidates: bool,
 ) -> Callable[[Callable[Concatenate[S, P], T]],
               Callable[Concatenate[S, P], Coroutine[Any, Any, T]]]:
     def decorate(
         method: Callable[Concatenate[S, P], T],
     ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
         async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-            call = functools.partial(method, self, *args, **kwargs)
             try:
-                return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+                result: T = await getattr(self.pools, pool).run(method, self, *args, **kwargs)
+                return result
             finally:
                 if invalidates:
                     self.directory.listing.invalidate()
@@ -52,31 +76,34 @@ def _offloaded(
     return decorate
 
 
-reads = _offloaded(invalidates=False)
-writes = _offloaded(invalidates=True)
+reads = _offloaded("directory", invalidates=False)
+writes = _offloaded("directory", invalidates=True)
+# A password checked by a bind as the user: slapd verifies an argon2 hash.
+binds = _offloaded("binds", invalidates=False)
 
 
 class ServiceBase:
-    """The directory, the account types and the pool every operation runs on."""
+    """The directory, the account types and the pools every operation runs on."""
 
     def __init__(self, directory: Directory, types: AccountTypes, *, gid_number: int = 10000,
                  pictures: Pictures | None = None,
-                 executor: ThreadPoolExecutor | None = None,
-                 codes: EmailCodes | None = None) -> None:
+                 pools: Pools | None = None,
+                 codes: EmailCodes | None = None,
+                 max_password_bytes: int = MAX_PASSWORD_BYTES) -> None:
         self.directory = directory
+        self.max_password_bytes = max_password_bytes
         self.codes = codes or EmailCodes()
         self.pictures = pictures or Pictures()
         self.types = types
         self.gid_number = gid_number
-        self.executor = executor or ThreadPoolExecutor(
-            max_workers=directory.pool.size, thread_name_prefix="ldap")
+        self.pools = pools or Pools.sized(directory.pool.size)
         tree = directory.tree
         self.group_types = GroupTypes(types, {t: tree.group(t) for t in types.names})
         # Whether an entry, at a given version, has a picture (see with_pictures).
         self.pictured: Lru[tuple[str, str], bool] = Lru(PICTURE_FLAGS)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        self.pools.close()
         self.directory.close()
 
     # --- helpers -----------------------------------------------------------
@@ -108,7 +135,11 @@ class ServiceBase:
         return self.group_types.type_of(person.member_of)
 
     def _user(self, person: PersonEntry) -> User:
-        return to_user(person.entry, self.group_types)
+        return to_user(person.entry, self.group_types, self.directory.people.lockout_duration)
+
+    def _checked_password(self, password: str) -> str:
+        check_password(password, self.max_password_bytes)
+        return password
 
     def _checked_type(self, account_type: str) -> str:
         if account_type not in self.types:

@@ -55,8 +55,14 @@ class Groups(ServiceBase):
         return self._group(self._group_entry(name))
 
     def _ordinary_group(self, name: str) -> None:
-        if name in self.types:
+        """Account types change only with a user's type (one per user, never
+        zero admins). LDAP names groups ignoring case, so `Staff` is `staff`."""
+        if n.normalise_dn(self.directory.tree.group(name)) in self._type_dns:
             raise InvalidInput("name", f"{name!r} is an account type; change the user's type")
+
+    @property
+    def _type_dns(self) -> set[str]:
+        return {n.normalise_dn(dn) for dn in self.group_types.dn_of.values()}
 
     def _group_entry(self, name: str) -> dict[str, Any]:
         entry = self.directory.groups.read(self.directory.tree.group(name))
@@ -70,4 +76,4 @@ class Groups(ServiceBase):
         name = values(entry, "cn")[0] if values(entry, "cn") else n.first_rdn_value(entry["dn"])
         description = values(entry, "description")
         return Group(name=name, description=description[0] if description else None,
-                     members=members, account_type=name in self.types)
+                     members=members, account_type=n.normalise_dn(entry["dn"]) in self._type_dns)

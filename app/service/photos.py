@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from app.directory.schema import (
     values,
 )
@@ -16,12 +18,18 @@ from app.service.base import ServiceBase, reads, writes
 
 class Photos(ServiceBase):
     # --- pictures (jpegPhoto) ----------------------------------------------
+    # Decoding runs on its own small pool (Pillow: memory and CPU), the
+    # directory work on the directory's: a burst of uploads waits for the
+    # decoder, not for LDAP threads, and never holds one while decoding.
+
+    async def set_picture(self, username: str, raw: bytes) -> None:
+        """Normalise an upload (InvalidPicture otherwise) and store it."""
+        await self._store_picture(username, await self.pools.pictures.run(
+            self.pictures.normalise, raw))
 
     @writes
-    def set_picture(self, username: str, raw: bytes) -> None:
-        """Normalise an upload (in this worker thread: Pillow is CPU) and store it."""
-        person = self._person(username)
-        self.directory.people.set_photo(person.dn, self.pictures.normalise(raw))
+    def _store_picture(self, username: str, jpeg: bytes) -> None:
+        self.directory.people.set_photo(self._person(username).dn, jpeg)
 
     @writes
     def delete_picture(self, username: str) -> None:
@@ -31,21 +39,30 @@ class Photos(ServiceBase):
     def picture(self, username: str) -> Picture:
         return self.pictures.original(self.directory.people.photo(self._person(username).dn))
 
-    @reads
-    def thumbnail(self, username: str) -> Picture:
+    async def thumbnail(self, username: str) -> Picture:
         """The entry's entryCSN says whether it changed since its thumbnail was
         made: an unchanged entry costs one small read, not its picture."""
+        found = await self._thumbnail_source(username)
+        if isinstance(found, Picture):
+            return found
+        stored, version = found
+        return await self.pools.pictures.run(self.pictures.thumbnail, stored, version)
+
+    @reads
+    def _thumbnail_source(self, username: str) -> Picture | tuple[bytes | None, Hashable]:
+        """The cached thumbnail, or the stored picture and its version."""
         if not is_valid_username(username):
             raise NotFound("user not found")
         person = self.directory.people.find("uid", username, ["entryCSN"])
         if person is None:
             raise NotFound("user not found")
         version = (person.dn, *values(person.entry, "entryCSN"))
-        return self.pictures.cached_thumbnail(version) or self.pictures.thumbnail(
-            self.directory.people.photo(person.dn), version)
+        cached = self.pictures.cached_thumbnail(version)
+        return cached or (self.directory.people.photo(person.dn), version)
 
     async def with_pictures(self, users: list[User]) -> set[str]:
-        """The uuids of those users who have a picture. An entry's version
+        """The uuids of those users who have a usable picture (a jpegPhoto
+        that is a JPEG: what the picture routes serve). An entry's version
         (entryCSN) changes with every write to it, so what was learnt of an
         entry holds while its version does: only the others are looked up,
         in one search, and none at all when every answer is known."""
@@ -59,4 +76,5 @@ class Photos(ServiceBase):
 
     @reads
     def _with_photo(self, uuids: list[str]) -> set[str]:
-        return self.directory.people.with_photo(uuids)
+        photos = self.directory.people.photos(uuids)
+        return {uuid for uuid, stored in photos.items() if self.pictures.usable(stored)}

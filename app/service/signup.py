@@ -129,7 +129,8 @@ class EmailVerification(Users):
 
     def _try_code(self, waiting: CodeState, email: str, code: str) -> User | None:
         codes, rules = self.directory.codes, self.codes
-        if waiting.stored is None:
+        if waiting.stored is None or (waiting.locked and not waiting.awaits_sign_up):
+            # A disabled account finishes no email change: disabled is disabled.
             return None
         if rules.expired(waiting.expires):
             codes.void(waiting)

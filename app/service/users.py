@@ -6,18 +6,21 @@ import contextlib
 import random
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import msgspec
 from msgspec import UNSET
 
 from app.directory import GroupChanged, PersonEntry, queries
 from app.directory import names as n
+from app.directory.errors import UniqueViolation
 from app.directory.schema import (
-    LOCKED_FOREVER,
+    DISABLED,
     first,
     profile_attributes,
     profile_modifications,
     to_principal,
+    values,
 )
 from app.domain import (
     ADMIN,
@@ -35,14 +38,14 @@ from app.domain import (
     User,
     UserChanges,
     UserQuery,
-    check_password,
     check_profile,
     is_valid_email,
     is_valid_username,
 )
-from app.service.base import ServiceBase, reads, writes
+from app.service.base import ServiceBase, binds, reads, writes
 
 STALE_STAGING_SECONDS = 60  # a staged entry this old was left by a process that died
+STAGE_ATTEMPTS = 5
 ADMIN_RETRIES = 20
 ACTIVE_ADMINS_LOCK = "active-admins"  # a lock key; never a uuid
 LAST_ADMIN = "the directory must keep at least one active admin"
@@ -110,7 +113,7 @@ class Users(ServiceBase):
     def _create(self, new: NewUser, extra: Mapping[str, list[str]] | None = None) -> User:
         username = n.Tree.checked_username(new.username)
         account_type = self._checked_type(new.account_type or self.types.default)
-        check_password(new.password)
+        self._checked_password(new.password)
         profile = check_profile(new.profile)
         email = profile.email if isinstance(profile.email, str) else None
         people = self.directory.people
@@ -120,14 +123,13 @@ class Users(ServiceBase):
         attributes: dict[str, list[str]] = {
             **profile_attributes(profile, username),
             "uid": [username],
-            "uidNumber": [str(people.allocate_uid_number())],
             "gidNumber": [str(self.gid_number)],
             "homeDirectory": [f"/home/{username}"],
             "userPassword": [new.password],  # hashed by slapd (olcPPolicyHashCleartext)
             **(extra or {}),
         }
         if not new.active:
-            attributes["pwdAccountLockedTime"] = [LOCKED_FOREVER]
+            attributes["pwdEndTime"] = [DISABLED]
         staged = self._stage(username, email, attributes)
         try:
             self.directory.groups.add_member(self.group_types.dn_of[account_type], staged)
@@ -138,20 +140,28 @@ class Users(ServiceBase):
         return self._user(self._by_dn(dn))
 
     def _stage(self, username: str, email: str | None, attributes: dict[str, list[str]]) -> str:
-        """Add the entry in ou=staging; its username, id and email are held from now on."""
+        """Add the entry in ou=staging with a new uidNumber; its username, id
+        and email are held from now on. An id an LDAP tool took between its
+        allocation and this add is no "username exists": another is taken."""
         people = self.directory.people
-        for attempt in (1, 2):
+        stale_removed = False
+        for _ in range(STAGE_ATTEMPTS):
+            attributes["uidNumber"] = [str(people.allocate_uid_number())]
             try:
                 return people.stage(username, attributes)
+            except UniqueViolation as e:
+                taken = people.taken(username, email)
+                if taken:
+                    raise AlreadyExists(taken) from e
+                # Neither name nor address: the id. Allocate another.
             except AlreadyExists as e:
-                if e.message.startswith("non-unique"):
-                    raise AlreadyExists(people.taken(username, email) or "username") from e
                 age = people.staged_since(username)
-                if attempt == 2 or age is None or age < STALE_STAGING_SECONDS:
+                if stale_removed or age is None or age < STALE_STAGING_SECONDS:
                     raise AlreadyExists("username") from e
                 # Left behind by a process that died mid-create.
                 people.discard(self.directory.tree.staged_person(username))
-        raise AssertionError("unreachable")
+                stale_removed = True
+        raise Busy("no free uidNumber could be held; retry")
 
     # --- changing ----------------------------------------------------------
 
@@ -167,6 +177,10 @@ class Users(ServiceBase):
         part of it done."""
         person = self._person(username)
         profile = check_profile(changes.profile)
+        if isinstance(profile.email, str) and profile.email_verified is UNSET and \
+                profile.email.lower() != (self._user(person).email or "").lower():
+            # Set directly (by an admin): nobody proved he reads it.
+            profile = msgspec.structs.replace(profile, email_verified=False)
         people = self.directory.people
         new_name = None
         if changes.username is not UNSET and changes.username != person.username:
@@ -183,8 +197,7 @@ class Users(ServiceBase):
             if leaves_admins and not self._admins_remain_without(person.dn)[0]:
                 raise LastAdmin(LAST_ADMIN)
         if password is not None:
-            check_password(password)
-            people.reset_password(person.dn, password)
+            people.reset_password(person.dn, self._checked_password(password))
         if account_type is not None:
             with self.directory.locks.hold(person.uuid):
                 self._move_to_type(self._by_dn(person.dn), account_type)
@@ -203,18 +216,29 @@ class Users(ServiceBase):
             self._move_to_type(person, account_type)
         return self._user(self._by_dn(person.dn))
 
-    @writes
-    def set_password(self, username: str, new_password: str, *, current: str | None = None) -> None:
+    async def set_password(self, username: str, new_password: str, *,
+                           current: str | None = None) -> None:
         """Replace a password; with `current`, as the user himself (ppolicy's rules
         for users apply and the old password is checked by a bind)."""
-        check_password(new_password)
-        person = self._person(username)
         if current is None:
-            self.directory.people.reset_password(person.dn, new_password)
+            await self._reset_password(username, new_password)
         else:
-            if not current:
-                raise AuthenticationFailed()
-            self.directory.people.change_own_password(person.dn, current, new_password)
+            await self._change_own_password(username, current, new_password)
+
+    @writes
+    def _reset_password(self, username: str, new_password: str) -> None:
+        self._checked_password(new_password)
+        self.directory.people.reset_password(self._person(username).dn, new_password)
+
+    @binds
+    def _change_own_password(self, username: str, current: str, new_password: str) -> None:
+        self._checked_password(new_password)
+        person = self._person(username)
+        if not current:
+            raise AuthenticationFailed()
+        self._checked_password(current)
+        self.directory.people.change_own_password(person.dn, current, new_password)
+        self.directory.listing.invalidate()
 
     @writes
     def disable_user(self, username: str) -> User:
@@ -235,12 +259,12 @@ class Users(ServiceBase):
         # not undo an admin's decision.
         awaiting = first(person.entry, "userdirEmailVerified") == "FALSE"
         if not (awaiting and self.directory.codes.disable_awaiting(person.dn)):
-            self.directory.people.lock(person.dn)
+            self.directory.people.disable(person.dn)
 
     @writes
     def enable_user(self, username: str) -> User:
         person = self._person(username)
-        self.directory.people.unlock(person.dn)
+        self.directory.people.enable(person.dn)
         return self._user(self._by_dn(person.dn))
 
     @writes
@@ -257,24 +281,43 @@ class Users(ServiceBase):
 
     # --- logging in ----------------------------------------------------------
 
-    @reads
+    @binds
     def authenticate(self, login: str, password: str, *, by: str = "any") -> User:
         """Check a password by binding as the user. Unknown user, wrong password,
-        disabled or locked account: the same AuthenticationFailed, at the same cost."""
+        disabled, unverified or locked account: the same AuthenticationFailed,
+        at the same cost (OWASP ASVS 6.3.8): every failure costs one search and
+        one argon2 verification by slapd, as accounts that cannot log in bind
+        the decoy entry (ldif/base.ldif) instead of skipping the hash.
+
+        The user returned carries the password stamp (pwdChangedTime) read
+        before the bind: a token issued for it dies with any password change
+        that follows, even within the same second (auth.py)."""
+        if password:  # an empty one is no password at all: AuthenticationFailed below
+            self._checked_password(password)
         person = self._login_target(login, by)
-        self.directory.people.check_password(person.dn if person else None, password)
+        usable = person is not None and self._may_bind(person)
+        self.directory.people.check_password(person.dn if usable and person else None, password)
         assert person is not None
-        return self._user(self._by_dn(person.dn))
+        user = self._user(self._by_dn(person.dn))
+        return msgspec.structs.replace(user, password_stamp=self._user(person).password_stamp)
 
     def _login_target(self, login: str, by: str) -> PersonEntry | None:
-        people = self.directory.people
-        if by in ("any", "username") and is_valid_username(login):
-            person = people.find("uid", login)
-            if person or by == "username":
-                return person
-        if by in ("any", "email") and is_valid_email(login):
-            return people.find("mail", login)
-        return None
+        """The one person this login names: by username (the RDN's uid, not an
+        old uid value an LDAP rename left behind) or by email, in one search."""
+        by_name = by in ("any", "username") and is_valid_username(login)
+        by_mail = by in ("any", "email") and is_valid_email(login)
+        if not (by_name or by_mail):
+            return None
+        found = self.directory.people.find_login(login if by_name else None,
+                                                 login if by_mail else None)
+        named = [p for p in found if by_name and n.same_name(p.username, login)]
+        mailed = [p for p in found if by_mail and login.lower() in
+                  (m.lower() for m in values(p.entry, "mail"))]
+        chosen = named or mailed
+        return chosen[0] if chosen else None
+
+    def _may_bind(self, person: PersonEntry) -> bool:
+        return self._user(person).may_log_in(datetime.now(UTC))
 
     # --- the admin invariant -----------------------------------------------
 

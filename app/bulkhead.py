@@ -1,0 +1,131 @@
+"""Bounded worker pools that serve their callers' clients in turn, so none starves the others.
+
+Blocking work (ldap3, Pillow) runs on worker threads, never on the event loop.
+Each kind of work has its own pool (a bulkhead): password binds, which cost
+slapd an argon2 verification each, cannot take the threads that reads and
+writes need, and picture decoding cannot take either. A pool holds at most
+`queue_limit` waiting calls (more are refused at once with Overloaded, a
+503, rather than left to wait for seconds) and at most `client_limit` of them
+from one client (more: Throttled, a 429). Waiting calls are served round-robin
+by client, so a client with many calls queued delays another client's call
+by at most one call of his.
+
+The client is the one `current_client` names for the request (its address,
+set by app/api/edge.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from app.domain import Overloaded, Throttled
+
+T = TypeVar("T")
+# The client of the request being served; None outside requests (start-up,
+# the CLI), whose calls share one line with no per-client limit.
+current_client: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_client", default=None)
+
+
+@dataclass
+class _Call:
+    run: Callable[[], Any]
+    future: concurrent.futures.Future[Any]
+
+
+class Bulkhead:
+    def __init__(self, name: str, workers: int, queue_limit: int, client_limit: int) -> None:
+        self.name = name
+        self.workers = workers
+        self.queue_limit = queue_limit
+        self.client_limit = client_limit
+        self._waiting: OrderedDict[str, deque[_Call]] = OrderedDict()
+        self._queued = 0
+        self._running = 0
+        self._closed = False
+        self._lock = threading.Condition()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`function(*args, **kwargs)` on a worker thread, in this client's turn."""
+        future = self.submit(current_client.get(), lambda: function(*args, **kwargs))
+        result: T = await asyncio.wrap_future(future)
+        return result
+
+    def submit(self, client: str | None,
+               function: Callable[[], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        line = "" if client is None else client
+        with self._lock:
+            if self._closed:
+                raise Overloaded(f"the {self.name} pool is shut down")
+            if self._queued >= self.queue_limit:
+                raise Overloaded(f"too much {self.name} work is waiting; retry shortly")
+            calls = self._waiting.get(line)
+            if client is not None and calls is not None and len(calls) >= self.client_limit:
+                raise Throttled(1, f"too many {self.name} requests at once from one client")
+            if calls is None:
+                calls = self._waiting[line] = deque()
+            calls.append(_Call(function, future))
+            self._queued += 1
+            self._lock.notify()
+        return future
+
+    def _next(self) -> _Call | None:
+        """The oldest call of the client whose turn it is; None once closed and empty."""
+        with self._lock:
+            while not self._waiting:
+                if self._closed:
+                    return None
+                self._lock.wait()
+            client, calls = next(iter(self._waiting.items()))
+            call = calls.popleft()
+            # This client goes to the back of the line (or leaves it).
+            del self._waiting[client]
+            if calls:
+                self._waiting[client] = calls
+            self._queued -= 1
+            self._running += 1
+            return call
+
+    def _work(self) -> None:
+        while (call := self._next()) is not None:
+            try:
+                # Not started if its caller gave up meanwhile (a client that left).
+                if call.future.set_running_or_notify_cancel():
+                    try:
+                        result = call.run()
+                    except BaseException as e:  # handed to the caller, who raises it
+                        call.future.set_exception(e)
+                    else:
+                        call.future.set_result(result)
+            finally:
+                with self._lock:
+                    self._running -= 1
+
+    def close(self, wait: bool = True) -> None:
+        """Finish what is queued, then stop the threads."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        if wait:
+            for thread in self._threads:
+                thread.join()
