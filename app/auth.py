@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -33,6 +34,7 @@ Identity = User | Principal  # anything with uuid, username and account_type
 
 ALGORITHM = "ES256"
 VERIFIED_CACHE = 4096
+STAMP_MARGIN = 0.1  # seconds: how far apart the API's and slapd's clocks may be
 TokenKind = Literal["access", "refresh"]
 
 
@@ -121,11 +123,33 @@ class Authenticator:
         self.throttle.check(address, login)
         try:
             user = await self.service.authenticate(login, password, by=by)
+            await self._past_stamp_second(user)
         except AuthenticationFailed:
             self.throttle.failed(address, login)
             raise
         self.throttle.succeeded(address, login)
         return self.issue_pair(user)
+
+    async def _past_stamp_second(self, user: User) -> None:
+        """pwdChangedTime has whole seconds: a token issued within the second
+        of its stamp would survive a second change in that same second. So
+        such a login waits for that second to end, then makes sure the stamp
+        is still the one its password was checked against (else the password
+        changed meanwhile: AuthenticationFailed). Assumes the API's and
+        slapd's clocks agree to within STAMP_MARGIN (NTP)."""
+        changed = user.password_changed
+        if changed is None:
+            return
+        wait = changed.timestamp() + 1 + STAMP_MARGIN - time.time()
+        if wait <= 0:
+            return
+        await asyncio.sleep(min(wait, 1 + STAMP_MARGIN))  # a clock far off waits no longer
+        try:
+            now = await self.service.principal(user.uuid)
+        except NotFound as e:  # deleted meanwhile
+            raise AuthenticationFailed() from e
+        if now.password_stamp != user.password_stamp:
+            raise AuthenticationFailed()
 
     def issue_pair(self, user: Identity) -> TokenPair:
         return TokenPair(self.issue(user, "access"), self.issue(user, "refresh"),

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 from app.directory import names as n
 from app.directory.controls import CASE_IGNORE_ORDERING, SortKey
-from app.directory.schema import EXACT_ATTRIBUTES, LOCKED_FOREVER, GroupTypes, format_time
+from app.directory.schema import (
+    DISABLED,
+    EXACT_ATTRIBUTES,
+    LOCKED_FOREVER,
+    GroupTypes,
+    format_time,
+)
 from app.domain import (
     ADMIN,
     TYPE_SORT_KEYS,
@@ -54,7 +60,10 @@ def user_filter(query: UserQuery, groups: GroupTypes) -> str:
     if query.where is not None:
         parts.append(where_filter(query.where, groups))
     if query.verified_only:
-        parts.append(n.negate("(userdirEmailVerified=FALSE)"))
+        # Sign-ups still waiting for their code: unverified and disabled as
+        # made (an address an admin set is unverified too, but listed).
+        parts.append(n.negate(n.all_of("(userdirEmailVerified=FALSE)",
+                                       n.equals("pwdEndTime", DISABLED))))
     return n.all_of(*parts)
 
 
