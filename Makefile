@@ -3,7 +3,7 @@
 
 VENV ?= .venv
 STAMP := $(VENV)/.installed
-APT_PACKAGES := slapd ldap-utils
+APT_PACKAGES := slapd ldap-utils libldap-dev libsasl2-dev gcc python3-dev
 
 .PHONY: run test soak lint bench check-system clean
 
@@ -31,12 +31,22 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Debian's slapd and the OpenLDAP client tools; python3-venv where the
-# system Python lacks ensurepip. Installed only when missing, and only as root.
+# system Python lacks ensurepip. python-ldap (django-auth-ldap's client, for
+# tests/test_integrations.py) has no wheel on PyPI and compiles against the
+# OpenLDAP and SASL headers (libldap-dev: libldap2-dev is its transitional
+# name), with a C compiler and Python's headers. Installed only when missing,
+# and only as root.
 check-system:
 	@missing=""; \
 	[ -x /usr/sbin/slapd ] || missing="$$missing slapd"; \
 	command -v ldapsearch >/dev/null || missing="$$missing ldap-utils"; \
 	python3 -c "import ensurepip" 2>/dev/null || missing="$$missing python3-venv"; \
+	[ -f /usr/include/ldap.h ] || missing="$$missing libldap-dev"; \
+	[ -f /usr/include/sasl/sasl.h ] || missing="$$missing libsasl2-dev"; \
+	command -v cc >/dev/null || missing="$$missing gcc"; \
+	python3 -c "import sysconfig, pathlib, sys; \
+	  sys.exit(not pathlib.Path(sysconfig.get_paths()['include'], 'Python.h').exists())" \
+	  || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -ne 0 ]; then \
 	    echo "missing Debian packages:$$missing (run: sudo apt-get install -y$$missing)" >&2; exit 1; \
