@@ -1,23 +1,20 @@
-"""`userdir serve`: embedded slapd (unless [ldap] url is set), bootstrap, then HTTP."""
+"""`userdir serve` (embedded slapd, bootstrap, HTTP), `init`, `doctor`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
-import uvicorn
 
-from app import embedded
+from app import doctor, embedded, server
 from app.config import Config, ConfigError, load_config, read_secret_file
 from app.domain import DomainError
-from app.main import create_app
 from app.provisioning import ProvisioningError, provision
 from app.runtime import Runtime
 
@@ -36,6 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="file holding that admin's password (never on the command line)")
     init.add_argument("--db-directory", required=True,
                       help="directory ON THE SERVER for the new database (exists, owned by slapd)")
+    check = commands.add_parser(
+        "doctor", help="list (and with --fix repair) what other LDAP tools left in the directory",
+        description=doctor.HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("--fix", action="store_true", help="repair what is found")
+    check.add_argument("--json", action="store_true", help="JSON lines instead of text")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -44,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "init":
             return init_external(config, args.config_dn, args.config_password_file,
                                  args.db_directory)
+        if args.command == "doctor":
+            return doctor.run(config, fix=args.fix, as_json=args.json)
         return serve(config, args.config)
     except (ConfigError, embedded.SlapdError, DomainError, ProvisioningError) as e:
         print(f"userdir: {e}", file=sys.stderr)
@@ -63,7 +67,8 @@ def serve(config: Config, config_path: str | None) -> int:
             # Shown once: it exists nowhere else (slapd stores only its hash).
             print(f"\n  bootstrap admin {config.bootstrap.admin_username!r} created; "
                   f"password: {password}\n", flush=True)
-        run_http(config, config_path)
+        doctor.check_in_background(config)
+        server.run(config, config_path)
     finally:
         if slapd is not None:
             slapd.stop()
@@ -113,19 +118,6 @@ async def bootstrap(config: Config) -> str | None:
                                                config.bootstrap.admin_email)
     finally:
         runtime.close()
-
-
-def run_http(config: Config, config_path: str | None) -> None:
-    if config.http.workers == 1:
-        uvicorn.run(create_app(config), host=config.http.host, port=config.http.port,
-                    log_level="info", access_log=False)
-        return
-    # Worker processes build their own app from the same configuration.
-    if config_path:
-        os.environ["USERDIR_CONFIG"] = os.path.abspath(config_path)
-    uvicorn.run("app.main:app_from_environment", factory=True, host=config.http.host,
-                port=config.http.port, workers=config.http.workers, log_level="info",
-                access_log=False)
 
 
 if __name__ == "__main__":
