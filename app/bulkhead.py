@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from app.domain import Overloaded, Throttled
 
@@ -40,12 +40,22 @@ class _Call:
     future: concurrent.futures.Future[Any]
 
 
+class Observer(Protocol):
+    """Who is told how busy a pool is (app/metrics.py)."""
+
+    def changed(self, pool: str, queued: int, running: int) -> None: ...
+
+    def refused(self, pool: str, reason: str) -> None: ...
+
+
 class Bulkhead:
-    def __init__(self, name: str, workers: int, queue_limit: int, client_limit: int) -> None:
+    def __init__(self, name: str, workers: int, queue_limit: int, client_limit: int,
+                 observer: Observer | None = None) -> None:
         self.name = name
         self.workers = workers
         self.queue_limit = queue_limit
         self.client_limit = client_limit
+        self.observer = observer
         self._waiting: OrderedDict[str, deque[_Call]] = OrderedDict()
         self._queued = 0
         self._running = 0
@@ -78,16 +88,28 @@ class Bulkhead:
             if self._closed:
                 raise Overloaded(f"the {self.name} pool is shut down")
             if self._queued >= self.queue_limit:
+                self._refused("overloaded")
                 raise Overloaded(f"too much {self.name} work is waiting; retry shortly")
             calls = self._waiting.get(line)
             if client is not None and calls is not None and len(calls) >= self.client_limit:
+                self._refused("share")
                 raise Throttled(1, f"too many {self.name} requests at once from one client")
             if calls is None:
                 calls = self._waiting[line] = deque()
             calls.append(_Call(function, future))
             self._queued += 1
+            self._changed()
             self._lock.notify()
         return future
+
+    def _changed(self) -> None:
+        """Tell the observer (under the lock, so values arrive in order)."""
+        if self.observer is not None:
+            self.observer.changed(self.name, self._queued, self._running)
+
+    def _refused(self, reason: str) -> None:
+        if self.observer is not None:
+            self.observer.refused(self.name, reason)
 
     def _next(self) -> _Call | None:
         """The oldest call of the client whose turn it is; None once closed and empty."""
@@ -104,6 +126,7 @@ class Bulkhead:
                 self._waiting[client] = calls
             self._queued -= 1
             self._running += 1
+            self._changed()
             return call
 
     def _work(self) -> None:
@@ -120,6 +143,7 @@ class Bulkhead:
             finally:
                 with self._lock:
                     self._running -= 1
+                    self._changed()
 
     def close(self, wait: bool = True) -> None:
         """Finish what is queued, then stop the threads."""

@@ -400,8 +400,15 @@ def test_a_user_made_by_an_ldap_tool_is_read_correctly(runtime: Runtime,
         f"dn: {dn}\nobjectClass: inetOrgPerson\ncn: John {name}\nsn: Smith\nuid: {name}\n"
         f"mail: {name}@example.org\nuserPassword: {PASSWORD}\n"))
     user = run(runtime.service.get_user(name))
-    assert (user.id, user.account_type, user.last_name, user.display_name) == \
-        (None, "user", "Smith", f"John {name}")
+    assert (user.account_type, user.last_name, user.display_name) == \
+        ("user", "Smith", f"John {name}")
+    # Shown once, adopted: an id any API can fetch him by, and the type the
+    # API shows is the one LDAP tools see (issue 18: it was "id": null).
+    assert isinstance(user.id, int) and run(runtime.service.user_by_id(user.id)).uuid == user.uuid
+    entry = slapd.ldap("ldapsearch", "-LLL", "-b", dn, "-s", "base", "uidNumber", "memberOf",
+                       "objectClass").stdout
+    assert f"uidNumber: {user.id}" in entry and "objectClass: posixAccount" in entry
+    assert "memberOf: cn=user,ou=groups,dc=example,dc=org" in entry
     assert run(runtime.service.authenticate(name, PASSWORD)).username == name
     # an attribute of userdir's own class: the class is added on the way
     changed = run(runtime.service.update_user(name, UserChanges(profile=Profile(gender="M"))))
@@ -414,6 +421,23 @@ def test_a_user_made_by_an_ldap_tool_is_read_correctly(runtime: Runtime,
     run(runtime.service.delete_user(name))
     with pytest.raises(NotFound):
         run(runtime.service.get_user(name))
+
+
+def test_a_person_holding_uid_number_one_stops_no_create(private_runtime: Runtime,
+                                                       private_slapd: SlapdInstance) -> None:
+    """slapo-unique checks the counter's increment amount as if it were a
+    uidNumber: a person holding 1 (say, daemon from /etc/passwd) made every
+    create fail. The allocator steps by an amount nobody holds instead."""
+    private_slapd.ldap("ldapadd", stdin=(
+        f"dn: uid=daemon,{PEOPLE}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n"
+        "cn: daemon\nsn: daemon\nuid: daemon\nuidNumber: 1\ngidNumber: 1\n"
+        "homeDirectory: /usr/sbin\n"))
+    try:
+        first = create(private_runtime)
+        second = create(private_runtime)
+        assert first.id is not None and second.id is not None and second.id > first.id > 1
+    finally:
+        private_slapd.ldap("ldapdelete", f"uid=daemon,{PEOPLE}", bind="root")
 
 
 def test_a_name_slapd_matches_loosely_is_the_same_user_everywhere(runtime: Runtime,

@@ -15,7 +15,12 @@ from ldap3.protocol.rfc3062 import PasswdModifyRequestValue
 
 from app.directory import names, queries
 from app.directory.controls import POST_READ, SortKey, post_read
-from app.directory.errors import raise_for_result, translated
+from app.directory.errors import (
+    ATTRIBUTE_OR_VALUE_EXISTS,
+    UniqueViolation,
+    raise_for_result,
+    translated,
+)
 from app.directory.listing import Listing
 from app.directory.names import Tree
 from app.directory.operations import Entry, Ldap
@@ -70,6 +75,7 @@ class People:
         self.endpoint = endpoint
         self.listing = listing
         self._lockout: tuple[float, timedelta | None] = (0.0, None)
+        self._step = 1  # the uidNumber counter's increment (see allocate_uid_number)
 
     def lockout_duration(self) -> timedelta | None:
         """The default password policy's pwdLockoutDuration (None: 0, locks
@@ -179,15 +185,29 @@ class People:
         handed out twice. A number an LDAP tool gave someone meanwhile is
         skipped (slapo-unique would refuse it anyway)."""
         for _ in range(UID_SKIPS):
-            result = self.ldap.modify(
-                self.tree.uid_counter, {"uidNumber": [(MODIFY_INCREMENT, [1])]},
-                controls=[post_read(["uidNumber"])], subject="uidNumber counter",
-            )
+            try:
+                result = self.ldap.modify(
+                    self.tree.uid_counter, {"uidNumber": [(MODIFY_INCREMENT, [self._step])]},
+                    controls=[post_read(["uidNumber"])], subject="uidNumber counter",
+                )
+            except UniqueViolation:
+                # slapo-unique (2.5.13) checks an increment's amount as if it
+                # were the new value: with a person holding uidNumber 1 (say,
+                # imported from /etc/passwd), step by the smallest amount nobody
+                # holds; the numbers stepped over are never handed out.
+                self._step = self._free_step()
+                continue
             number = int(result["controls"][POST_READ]["value"]["result"]["uidNumber"][0])
             if not self.uid_number_taken(number):
                 return number
         raise Busy(f"the next {UID_SKIPS} uidNumbers are all taken: the counter is behind "
                    "(`userdir doctor --fix` moves it)")
+
+    def _free_step(self) -> int:
+        for step in range(1, UID_SKIPS):
+            if not self.uid_number_taken(step):
+                return step
+        raise Busy("every small uidNumber is taken: the counter cannot be incremented")
 
     def uid_number_taken(self, number: int) -> bool:
         entries, _ = self.ldap.search(
@@ -230,7 +250,12 @@ class People:
         if not changes:
             return
         if USERDIR_ATTRIBUTES & set(changes) and USERDIR_CLASS not in person.object_classes:
-            changes = {"objectClass": [(MODIFY_ADD, ["userdirPerson"])], **changes}
+            with_class = {"objectClass": [(MODIFY_ADD, ["userdirPerson"])], **changes}
+            result = self.ldap.modify(person.dn, with_class, subject="email",
+                                      tolerate=(ATTRIBUTE_OR_VALUE_EXISTS,))
+            if result["result"] != ATTRIBUTE_OR_VALUE_EXISTS:
+                return
+            # Someone (the doctor, a tool) added the class since it was read.
         self.ldap.modify(person.dn, changes, subject="email")
 
     def rename(self, person: PersonEntry, new_username: str) -> str:

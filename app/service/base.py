@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from app.bulkhead import Bulkhead
+from app.bulkhead import Bulkhead, Observer
 from app.directory import Directory, PersonEntry
+from app.directory.doctor import Leftovers
 from app.directory.schema import (
     PRINCIPAL_ATTRIBUTES,
     GroupTypes,
+    first,
     to_principal,
     to_user,
 )
 from app.domain import (
     MAX_PASSWORD_BYTES,
     AccountTypes,
+    DomainError,
     InvalidInput,
     NotFound,
     Principal,
@@ -47,10 +51,12 @@ class Pools:
     @classmethod
     def sized(cls, workers: int, bind_workers: int = 2, *, queue_limit: int = 128,
               bind_queue_limit: int = 32, client_limit: int = 16,
-              decoders: int = 1, decode_queue: int = 8) -> Pools:
-        return cls(Bulkhead("directory", workers, queue_limit, client_limit),
-                   Bulkhead("login", bind_workers, bind_queue_limit, max(1, client_limit // 4)),
-                   Bulkhead("picture", decoders, decode_queue, 2))
+              decoders: int = 1, decode_queue: int = 8,
+              observer: Observer | None = None) -> Pools:
+        return cls(Bulkhead("directory", workers, queue_limit, client_limit, observer),
+                   Bulkhead("login", bind_workers, bind_queue_limit, max(1, client_limit // 4),
+                            observer),
+                   Bulkhead("picture", decoders, decode_queue, 2, observer))
 
     def close(self) -> None:
         for pool in (self.directory, self.binds, self.pictures):
@@ -135,7 +141,31 @@ class ServiceBase:
         return self.group_types.type_of(person.member_of)
 
     def _user(self, person: PersonEntry) -> User:
+        person = self._adopted(person)
         return to_user(person.entry, self.group_types, self.directory.people.lockout_duration)
+
+    def _adopted(self, person: PersonEntry) -> PersonEntry:
+        """A person an LDAP tool made without what every user has here (a
+        uidNumber with posixAccount, an account type) gets it the first time
+        the service shows him, as `userdir doctor --fix` would: any id an API
+        shows can then be fetched by it, and memberOf-based tools see the type
+        the API shows. The allocation carries an Assertion (the doctor's), so
+        two readers never give one entry two numbers. A read that cannot
+        adopt him still shows him as he is."""
+        numbered = bool(first(person.entry, "uidNumber")) and \
+            "posixaccount" in person.object_classes
+        typed = bool(self.group_types.memberships(person.member_of))
+        if (numbered and typed) or not self.directory.tree.is_person(person.dn):
+            return person
+        with contextlib.suppress(DomainError):
+            if not numbered:
+                Leftovers(self.directory.ldap, self.directory.tree).complete(
+                    person.entry, self.gid_number, self.directory.people.allocate_uid_number)
+            if not typed:
+                self.directory.groups.add_member(self.group_types.dn_of[self.types.default],
+                                                 person.dn)
+            return self.directory.people.by_dn(person.dn) or person
+        return person
 
     def _checked_password(self, password: str) -> str:
         check_password(password, self.max_password_bytes)
