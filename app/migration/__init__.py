@@ -1,0 +1,1 @@
+"""Moving users in and out: imports, exports, backups and restores."""
