@@ -18,13 +18,13 @@ from bench.stats import summary
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     counter = itertools.count()
     latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
+    statuses: dict[str, int] = {}
+    errors = no_answer = 0
     deadline = time.perf_counter() + spec["duration"]
     limit = spec.get("requests")
 
     async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors
+        nonlocal errors, no_answer
         while time.perf_counter() < deadline:
             n = next(counter)
             if limit is not None and n >= limit:
@@ -41,9 +41,11 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                                                 headers=spec.get("headers"))
             except httpx.HTTPError:
                 errors += 1
+                no_answer += 1
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            code = str(response.status_code)
+            statuses[code] = statuses.get(code, 0) + 1
             if response.status_code not in spec.get("expect", [200]):
                 errors += 1
 
@@ -53,7 +55,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(spec["concurrency"])))
         elapsed = time.perf_counter() - started
-    return {**summary(latencies, elapsed, errors), "statuses": statuses}
+    return {**summary(latencies, elapsed, errors), "statuses": statuses, "no_answer": no_answer}
 
 
 def main() -> None:
