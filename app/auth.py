@@ -17,13 +17,16 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from app import metrics
 from app.bulkhead import current_client
 from app.domain import (
     AuthenticationFailed,
     DomainError,
+    InvalidInput,
     NotFound,
     PermissionDenied,
     Principal,
+    Throttled,
     User,
 )
 from app.lru import Lru
@@ -120,14 +123,23 @@ class Authenticator:
         tokens; a client or account with too many failures is Throttled first,
         before any directory work (app/throttle.py)."""
         address = current_client.get() or "-"
-        self.throttle.check(address, login)
+        try:
+            self.throttle.attempt(address, login)  # a failure until it proves otherwise
+        except Throttled:
+            metrics.LOGINS.labels("throttled").inc()
+            raise
         try:
             user = await self.service.authenticate(login, password, by=by)
             await self._past_stamp_second(user)
         except AuthenticationFailed:
-            self.throttle.failed(address, login)
+            metrics.LOGINS.labels("failure").inc()
+            raise
+        except BaseException as e:  # no guess was checked: refused input, unavailable...
+            self.throttle.not_counted(address, login)
+            metrics.LOGINS.labels("invalid" if isinstance(e, InvalidInput) else "error").inc()
             raise
         self.throttle.succeeded(address, login)
+        metrics.LOGINS.labels("success").inc()
         return self.issue_pair(user)
 
     async def _past_stamp_second(self, user: User) -> None:

@@ -38,6 +38,7 @@ current_client: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 class _Call:
     run: Callable[[], Any]
     future: concurrent.futures.Future[Any]
+    line: str = ""
 
 
 class Observer(Protocol):
@@ -59,6 +60,11 @@ class Bulkhead:
         self._waiting: OrderedDict[str, deque[_Call]] = OrderedDict()
         self._queued = 0
         self._running = 0
+        # Calls of one client running at once, at most `client_running`: a
+        # client with many calls waiting takes at most half the workers (its
+        # calls' Python work shares one interpreter lock with everyone's).
+        self._running_by: dict[str, int] = {}
+        self.client_running = max(1, workers // 4)
         self._closed = False
         self._lock = threading.Condition()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
@@ -96,7 +102,7 @@ class Bulkhead:
                 raise Throttled(1, f"too many {self.name} requests at once from one client")
             if calls is None:
                 calls = self._waiting[line] = deque()
-            calls.append(_Call(function, future))
+            calls.append(_Call(function, future, line))
             self._queued += 1
             self._changed()
             self._lock.notify()
@@ -112,20 +118,25 @@ class Bulkhead:
             self.observer.refused(self.name, reason)
 
     def _next(self) -> _Call | None:
-        """The oldest call of the client whose turn it is; None once closed and empty."""
+        """The oldest call of the first client in line whose turn it is (not
+        already at `client_running`); None once closed and empty."""
         with self._lock:
-            while not self._waiting:
-                if self._closed:
+            while True:
+                if not self._waiting and self._closed:
                     return None
+                client = next((c for c in self._waiting
+                               if c == "" or self._running_by.get(c, 0) < self.client_running),
+                              None)
+                if client is not None:
+                    break
                 self._lock.wait()
-            client, calls = next(iter(self._waiting.items()))
+            calls = self._waiting.pop(client)
             call = calls.popleft()
-            # This client goes to the back of the line (or leaves it).
-            del self._waiting[client]
-            if calls:
+            if calls:  # this client goes to the back of the line
                 self._waiting[client] = calls
             self._queued -= 1
             self._running += 1
+            self._running_by[client] = self._running_by.get(client, 0) + 1
             self._changed()
             return call
 
@@ -143,7 +154,13 @@ class Bulkhead:
             finally:
                 with self._lock:
                     self._running -= 1
+                    left = self._running_by[call.line] - 1
+                    if left:
+                        self._running_by[call.line] = left
+                    else:
+                        del self._running_by[call.line]
                     self._changed()
+                    self._lock.notify_all()  # a client held back by its share may go
 
     def close(self, wait: bool = True) -> None:
         """Finish what is queued, then stop the threads."""

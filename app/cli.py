@@ -1,4 +1,4 @@
-"""`userdir serve` (embedded slapd, bootstrap, HTTP), `init`, `doctor`."""
+"""`userdir serve` (embedded slapd, bootstrap, HTTP), `init`, `doctor`, `token`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import msgspec
 
-from app import doctor, embedded, server
+from app import doctor, embedded, logs, server, tokens
 from app.config import Config, ConfigError, load_config, read_secret_file
 from app.domain import DomainError
+from app.migration import commands as migration
 from app.provisioning import ProvisioningError, provision
 from app.runtime import Runtime
 
@@ -38,16 +39,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=doctor.HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     check.add_argument("--fix", action="store_true", help="repair what is found")
     check.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    tokens.add_parser(commands)
+    migration.add_parsers(commands)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
+        logs.configure(config.log)
         if args.command == "init":
             return init_external(config, args.config_dn, args.config_password_file,
                                  args.db_directory)
         if args.command == "doctor":
             return doctor.run(config, fix=args.fix, as_json=args.json)
+        if args.command in migration.NAMES:
+            return migration.run(config, args)
+        if args.command == "token":
+            return tokens.run(config, args)
         return serve(config, args.config)
     except (ConfigError, embedded.SlapdError, DomainError, ProvisioningError) as e:
         print(f"userdir: {e}", file=sys.stderr)

@@ -44,6 +44,8 @@ class HttpConfig(_Section):
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
     # A request's headers and body must arrive within this many seconds.
     request_timeout: Seconds = 30.0
+    # Requests one client (address) may have in progress at once; more: 429 at once.
+    client_requests: Annotated[int, Meta(ge=1, le=100_000)] = 8
 
 
 class LdapConfig(_Section):
@@ -52,9 +54,9 @@ class LdapConfig(_Section):
     bind_dn: str = ""
     bind_password: str = ""
     pool_size: Annotated[int, Meta(ge=1, le=64)] = 4
-    bind_pool_size: Annotated[int, Meta(ge=1, le=64)] = 2
+    bind_pool_size: Annotated[int, Meta(ge=1, le=64)] = 1
     queue_limit: Annotated[int, Meta(ge=1, le=100_000)] = 128
-    bind_queue_limit: Annotated[int, Meta(ge=1, le=100_000)] = 32
+    bind_queue_limit: Annotated[int, Meta(ge=1, le=100_000)] = 64
     client_limit: Annotated[int, Meta(ge=1, le=100_000)] = 16
     connect_timeout: Seconds = 2.0
     operation_timeout: Seconds = 4.0
@@ -93,14 +95,23 @@ class AuthConfig(_Section):
     max_password_length: Annotated[int, Meta(ge=8, le=65536)] = 1024
 
 
+class LogConfig(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+    token: str = ""
+
+
 class ThrottleConfig(_Section):
     window: Seconds = 900.0
     address_free: Positive = 20
     address_max_delay: Seconds = 900.0
     account_free: Positive = 5
-    account_max_delay: Seconds = 300.0
-    suspect_after: Positive = 2
-    crowd: Positive = 50
+    account_max_delay: Seconds = 60.0
+    trust_days: Seconds = 30.0
 
 
 class PicturesConfig(_Section):
@@ -132,6 +143,29 @@ class MailConfig(_Section):
     resend_interval: NonNegative = 60
 
 
+class UiConfig(_Section):
+    enabled: bool = True
+    session_lifetime: Positive = 8 * 3600
+    session_dir: str = ""
+    invitation_lifetime: Positive = 7 * 24 * 3600
+
+
+class ImporterConfig(_Section):
+    # `userdir import`'s identity; empty: cn=importer,ou=services,<base_dn>.
+    bind_dn: str = ""
+    # Its password; empty: the file <data_dir>/importer.password that init wrote.
+    bind_password: str = ""
+    # New users per account-type group change (one modify adds them all).
+    batch_size: Annotated[int, Meta(ge=1, le=5000)] = 500
+    # Connections adding entries at once.
+    workers: Annotated[int, Meta(ge=1, le=16)] = 3
+
+
+class ScimConfig(_Section):
+    # Serve SCIM 2.0 at /scim/v2 (identity providers provisioning users and groups).
+    enabled: bool = True
+
+
 class DialectConfig(_Section):
     enabled: bool = True
     prefix: str = "/"
@@ -156,9 +190,14 @@ class Config(_Section):
     users: UsersConfig = msgspec.field(default_factory=UsersConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     throttle: ThrottleConfig = msgspec.field(default_factory=ThrottleConfig)
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     listing: ListingConfig = msgspec.field(default_factory=ListingConfig)
     pictures: PicturesConfig = msgspec.field(default_factory=PicturesConfig)
     mail: MailConfig = msgspec.field(default_factory=MailConfig)
+    importer: ImporterConfig = msgspec.field(default_factory=ImporterConfig)
+    ui: UiConfig = msgspec.field(default_factory=UiConfig)
+    scim: ScimConfig = msgspec.field(default_factory=ScimConfig)
     nervai: DialectConfig = _dialect("/")
     fittrackee: FittrackeeConfig = msgspec.field(
         default_factory=lambda: FittrackeeConfig(prefix="/api"))
@@ -200,6 +239,10 @@ class Config(_Section):
         except OSError as e:
             raise ConfigError(f"embedded directory not initialised in {self.data_dir}: "
                               f"{e.strerror}") from e
+
+    @property
+    def session_dir(self) -> Path:
+        return Path(self.ui.session_dir or self.data_dir / "ui-sessions")
 
     @property
     def signing_key_path(self) -> Path:

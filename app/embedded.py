@@ -25,6 +25,7 @@ from pathlib import Path
 SBIN = Path("/usr/sbin")
 DEBIAN_PACKAGES = "slapd ldap-utils"
 FIRST_UID_NUMBER = 10000
+SECRET_SCHEME = "{SSHA}"  # noqa: S105 - a hash scheme, for the services' random secrets
 _READY_TIMEOUT = 15.0
 
 
@@ -84,6 +85,10 @@ class Layout:
         return self.data_dir / "service.password"
 
     @property
+    def importer_password_file(self) -> Path:
+        return self.data_dir / "importer.password"
+
+    @property
     def log_file(self) -> Path:
         return self.data_dir / "slapd.log"
 
@@ -97,6 +102,11 @@ class Layout:
 
 def service_dn(base_dn: str) -> str:
     return f"cn=userdir,ou=services,{base_dn}"
+
+
+def importer_dn(base_dn: str) -> str:
+    """`userdir import`'s identity: it may store password hashes as they come."""
+    return f"cn=importer,ou=services,{base_dn}"
 
 
 def root_dn(base_dn: str) -> str:
@@ -131,15 +141,19 @@ def initialise(
     for stale in (layout.config_dir, layout.db_dir):
         shutil.rmtree(stale, ignore_errors=True)
     for path in (layout.config_dir, layout.db_dir, layout.run_dir):
-        path.mkdir(mode=0o700)
+        # run/ may stay from a first start that failed: it is redone whole.
+        path.mkdir(mode=0o700, exist_ok=True)
     root_password = _new_secret(layout.root_password_file)
     service_password = _new_secret(layout.service_password_file, service_password)
+    importer_password = _new_secret(layout.importer_password_file)
     values = {
         "BASE_DN": base_dn,
         "ROOT_DN": root_dn(base_dn),
-        "ROOT_PW_HASH": _hash_password(root_password),
+        "ROOT_PW_HASH": _hash_password(root_password, SECRET_SCHEME),
         "SERVICE_DN": service_dn(base_dn),
-        "SERVICE_PW_HASH": _hash_password(service_password),
+        "SERVICE_PW_HASH": _hash_password(service_password, SECRET_SCHEME),
+        "IMPORTER_DN": importer_dn(base_dn),
+        "IMPORTER_PW_HASH": _hash_password(importer_password, SECRET_SCHEME),
         "DECOY_PW_HASH": _hash_password(secrets.token_urlsafe(24)),
         "PLACEHOLDER_DN": placeholder_dn(base_dn),
         "PEERCRED_DN": f"gidNumber={os.getgid()}+uidNumber={os.getuid()},"
@@ -210,15 +224,21 @@ def write_secret(path: Path, value: str) -> None:
         f.write(value)
 
 
-def _hash_password(password: str) -> str:
-    """Hash with slapd's own slappasswd: slapadd bypasses ppolicy's cleartext hashing."""
+def _hash_password(password: str, scheme: str = "{ARGON2}") -> str:
+    """Hash with slapd's own slappasswd: slapadd bypasses ppolicy's cleartext hashing.
+
+    The service identities' passwords are long random secrets: a salted SHA
+    is as safe for them as argon2 and binds in a millisecond, where argon2
+    costs 50-100 ms, paid by every new connection (each sorted listing after
+    a write opens one). The decoy stays argon2: it must cost what a user's
+    password costs (ldif/base.ldif)."""
     with tempfile.NamedTemporaryFile("w", delete=True) as f:
         os.chmod(f.name, 0o600)
         f.write(password)
         f.flush()
         result = subprocess.run(
             [str(SBIN / "slappasswd"), "-o", "module-path=/usr/lib/ldap", "-o",
-             "module-load=argon2 m=19456 t=2 p=1", "-h", "{ARGON2}", "-T", f.name],
+             "module-load=argon2 m=19456 t=2 p=1", "-h", scheme, "-T", f.name],
             capture_output=True, text=True, check=False,
         )
     if result.returncode != 0:
@@ -237,10 +257,13 @@ def _slapadd(args: list[str], ldif: str) -> None:
 class Slapd:
     """A running slapd child process, stopped by pid."""
 
-    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1",
+                 log_to_file: bool = True) -> None:
         self.layout = Layout(data_dir)
         self.host = host
         self.port = port
+        # False: slapd writes to our own stdout/stderr (a container's log).
+        self.log_to_file = log_to_file
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -257,7 +280,8 @@ class Slapd:
             raise SlapdError(f"port {self.host}:{self.port} is already in use")
         # Own session: a Ctrl-C in the terminal reaches us, and we stop slapd
         # after the API, instead of both dying at once.
-        with open(self.layout.log_file, "ab") as log:
+        with open(self.layout.log_file if self.log_to_file else os.devnull, "ab") as file:
+            log = file if self.log_to_file else None
             self.process = subprocess.Popen(
                 [str(SBIN / "slapd"), "-F", str(self.layout.config_dir), "-h",
                  f"{self.url}/ {self.layout.ldapi_url}", "-d", "0"],
@@ -322,7 +346,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                              service_password=_service_password(env))
         print(f"{args.data_dir}: {'initialised' if created else 'already initialised'}")
         if args.command == "run":
-            slapd = Slapd(args.data_dir, args.port, args.host)
+            # In a container: slapd's lines go to `docker compose logs`.
+            slapd = Slapd(args.data_dir, args.port, args.host, log_to_file=False)
             slapd.start()
             process = slapd.process
             assert process is not None

@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
 
+from app import metrics
 from app.config import MailConfig
 
 log = logging.getLogger("userdir.mail")
@@ -38,6 +39,7 @@ class ConsoleMailer:
     async def send(self, mail: Mail) -> None:
         log.info("mail (console backend) to %s\nSubject: %s\n\n%s", mail.to, mail.subject,
                  mail.body)
+        metrics.MAIL.labels("sent").inc()
 
 
 class SmtpMailer:
@@ -65,7 +67,9 @@ class SmtpMailer:
         except (smtplib.SMTPException, OSError) as e:
             # The reason, not the message: it holds a code. Never the password.
             log.warning("mail via %s:%s not sent: %s", s.host, s.port, type(e).__name__)
+            metrics.MAIL.labels("failed").inc()
             raise MailUnavailable(f"mail not sent: {type(e).__name__}") from e
+        metrics.MAIL.labels("sent").inc()
 
     def _session(self) -> smtplib.SMTP:
         s = self.settings

@@ -62,6 +62,26 @@ class Picture:
 
 
 @dataclass(frozen=True)
+class Crop:
+    """A square chosen in a browser: its left, top and side in pixels of the
+    upright picture as the browser showed it, `width` pixels wide (the server
+    scales these to the picture it decoded, whatever its size)."""
+
+    left: int
+    top: int
+    side: int
+    width: int
+
+    def box(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The square in a picture of `size`, scaled and kept inside it."""
+        scale = size[0] / self.width
+        side = max(1, min(round(self.side * scale), *size))
+        left = min(max(0, round(self.left * scale)), size[0] - side)
+        top = min(max(0, round(self.top * scale)), size[1] - side)
+        return left, top, left + side, top + side
+
+
+@dataclass(frozen=True)
 class PictureSettings:
     max_side: int = 1024
     thumbnail_side: int = 128
@@ -81,8 +101,10 @@ class Pictures:
         self.thumbnails_made = 0
         self._counting = threading.Lock()
 
-    def normalise(self, raw: bytes) -> bytes:
-        """Any accepted upload as a JPEG: upright, no metadata, within max_side.
+    def normalise(self, raw: bytes, crop: Crop | None = None) -> bytes:
+        """Any accepted upload as a JPEG: upright, no metadata, within max_side;
+        with `crop`, only that square of it (cut from the reduced picture, so
+        cropping costs no memory beyond the decode's).
 
         Only the decoder's own buffer is ever full size: the picture is
         reduced (DCT scaling for JPEG, an integer box reduce otherwise) before
@@ -92,14 +114,14 @@ class Pictures:
         if not raw:
             raise InvalidPicture("the picture is empty")
         try:
-            return self._normalised(self._open(raw, UPLOAD_FORMATS))
+            return self._normalised(self._open(raw, UPLOAD_FORMATS), crop)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as e:
             raise InvalidPicture("the picture cannot be decoded") from e
         finally:
             release_memory()
 
-    def _normalised(self, image: Image.Image) -> bytes:
+    def _normalised(self, image: Image.Image, crop: Crop | None = None) -> bytes:
         side = self.settings.max_side
         target = _fit(image.size, side)
         if image.format == "JPEG":
@@ -111,6 +133,8 @@ class Pictures:
         del image  # the full-size decode goes before anything else is made
         if orientation in _UPRIGHT:
             small = small.transpose(_UPRIGHT[orientation])
+        if crop is not None:  # browsers show pictures upright: so are its coordinates
+            small = small.crop(crop.box(small.size))
         if small.size != _fit(small.size, side):
             small = small.resize(_fit(small.size, side), Image.Resampling.LANCZOS)
         return _jpeg(small, self.settings.quality)

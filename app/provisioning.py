@@ -92,6 +92,7 @@ class Result:
     added_modules: list[str]
     database_dn: str
     service_password: str
+    importer_password: str = ""
 
 
 def provision(config: Config, config_dn: str, config_password: str,
@@ -111,10 +112,12 @@ def provision(config: Config, config_dn: str, config_password: str,
         ldif_dir = embedded.find_ldif_dir()
         root_password = secrets.token_urlsafe(24)
         service_password = config.ldap.bind_password or secrets.token_urlsafe(24)
+        importer_password = secrets.token_urlsafe(24)  # `userdir import`'s identity
         values = {
             "BASE_DN": base_dn, "ROOT_DN": embedded.root_dn(base_dn),
             "ROOT_PW_HASH": root_password,  # only until the tree is added
             "SERVICE_DN": config.bind_dn, "SERVICE_PW_HASH": service_password,
+            "IMPORTER_DN": embedded.importer_dn(base_dn), "IMPORTER_PW_HASH": importer_password,
             "DECOY_PW_HASH": secrets.token_urlsafe(24),
             "PLACEHOLDER_DN": embedded.placeholder_dn(base_dn),
             "DB_DIR": db_directory,
@@ -139,7 +142,9 @@ def provision(config: Config, config_dn: str, config_password: str,
             raise ProvisioningError(f"removing the temporary root password: {result['message']}")
     finally:
         admin.unbind()
-    return Result(schemas, modules, database, service_password)
+    # Beside service.password, where `userdir import` looks for it (mode 0600).
+    embedded.write_secret(config.data_dir / "importer.password", importer_password)
+    return Result(schemas, modules, database, service_password, importer_password)
 
 
 def _database_for(admin: Connection, base_dn: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from app import metrics
 from app.auth import Authenticator, SigningKey
 from app.config import Config
 from app.directory import Directory, Endpoint
@@ -44,7 +45,8 @@ class Runtime:
         pools = Pools.sized(ldap.pool_size, ldap.bind_pool_size, queue_limit=ldap.queue_limit,
                             bind_queue_limit=ldap.bind_queue_limit,
                             client_limit=ldap.client_limit, decoders=pictures.decoders,
-                            decode_queue=pictures.decode_queue)
+                            decode_queue=pictures.decode_queue, observer=metrics.PoolObserver())
+        endpoint.breaker.on_trip = metrics.breaker_tripped
         service = UserService(
             directory, types, gid_number=config.users.gid_number, pools=pools,
             pictures=Pictures(PictureSettings(
@@ -64,7 +66,7 @@ class Runtime:
                 address_max_delay=throttle.address_max_delay,
                 account_free=throttle.account_free,
                 account_max_delay=throttle.account_max_delay,
-                suspect_after=throttle.suspect_after, crowd=throttle.crowd)),
+                trust_days=throttle.trust_days)),
         )
         return cls(config, directory, service, auth, mailer_from(config.mail))
 

@@ -188,8 +188,8 @@ def accounts(slapd: SlapdInstance, config: Config, bootstrapped: None) -> dict[s
         made["signup"] = signed_up.username
     finally:
         built.close()
-    # Ten wrong passwords within five minutes: ppolicy's temporary lockout.
-    for _ in range(10):
+    # Twenty wrong passwords within five minutes: ppolicy's temporary lockout.
+    for _ in range(20):
         slapd.ldap("ldapwhoami", "-D", f"uid={made['locked']},{PEOPLE}",
                    "-w", "Not-The-Password-7", bind="none", check=False)
     # How other tools disable an account.

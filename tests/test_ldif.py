@@ -114,3 +114,19 @@ def test_email_code_is_the_services_alone(slapd: SlapdInstance) -> None:
     assert probe.strip() == ""  # not even as a search filter (an oracle)
     seen = slapd.ldap("ldapsearch", "-LLL", "-b", me, "-s", "base", "*").stdout
     assert "userdirEmailCodeHash: salt$0123abcd" in seen and "userdirEmailCodeAttempts: 0" in seen
+
+
+def test_service_secrets_bind_cheaply_and_the_decoy_costs_what_a_password_costs(
+        slapd: SlapdInstance) -> None:
+    """The service identities' passwords are long random secrets, stored
+    {SSHA}: a new connection (each sorted listing after a write opens one)
+    binds in a millisecond instead of an argon2 verification. The decoy that
+    failed logins of unknown users bind keeps argon2, as users' passwords."""
+    base = "dc=example,dc=org"
+    for dn, scheme in ((f"cn=userdir,ou=services,{base}", b"{SSHA}"),
+                       (f"cn=importer,ou=services,{base}", b"{SSHA}"),
+                       (f"cn=decoy,ou=services,{base}", b"{ARGON2}$argon2")):
+        stored = slapd.ldap("ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-b", dn, "-s", "base",
+                            "userPassword", bind="root").stdout
+        value = base64.b64decode(stored.split("userPassword::")[1].split()[0])
+        assert value.startswith(scheme), (dn, value[:12])

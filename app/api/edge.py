@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import ipaddress
+import logging
+import re
+import time
+import uuid
+from collections import deque
 from collections.abc import Sequence
 
 from litestar.enums import ScopeType
-from litestar.middleware import DefineMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.handlers import HTTPRouteHandler
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
+from app import metrics
 from app.bulkhead import current_client
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+access = logging.getLogger("userdir.access")
+WAITING = 16  # times client_requests: how many more of one client's requests may wait
+# The id of the request being served (audit records and log lines carry it).
+current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_request", default=None)
 # Every answer: no MIME sniffing; nothing cached unless the route says how
 # (tokens, codes and personal data must not stay in a shared cache).
 HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
@@ -43,42 +57,150 @@ def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
 
 
 class Edge:
-    """ASGI middleware: sets `current_client` for the request (the
-    bulkheads' fairness and the login throttle key on it) and adds HEADERS
-    to every answer that does not set them itself."""
+    """ASGI middleware around the whole app: sets `current_client` for the
+    request (the bulkheads' fairness and the login throttle key on it) and
+    `current_request` (its id: X-Request-ID if the client sent a sane one,
+    else a new one, returned in the answer); adds HEADERS to every answer that
+    does not set them itself; logs one line per request and counts it."""
 
-    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = (),
+                 client_requests: int = 8, wait: float = 30.0) -> None:
         self.app = app
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self.client_requests = client_requests
+        self.wait = wait
+        self._gates: dict[str, _Gate] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         peer = scope.get("client")
         forwarded = _header(scope, b"x-forwarded-for") if self.trusted else None
         address = client_address(peer[0] if peer else None, forwarded, self.trusted)
-        token = current_client.set(address)
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        gate = self._gates.get(address) or self._gates.setdefault(
+            address, _Gate(self.client_requests))
+        if not await gate.enter(self.wait):
+            await _too_many(send, request_id)
+            _account(scope, address, request_id, 429, time.perf_counter() - started)
+            self._forget(address, gate)
+            return
+        tokens = (current_client.set(address), current_request.set(request_id))
+        status = 0
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [(n, v) for n, v in HEADERS if n not in present]
-                if extra:
-                    message = {**message, "headers": [*message.get("headers", []), *extra]}
+                extra.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            current_client.reset(token)
+            gate.leave()
+            self._forget(address, gate)
+            current_client.reset(tokens[0])
+            current_request.reset(tokens[1])
+            _account(scope, address, request_id, status, time.perf_counter() - started)
+
+
+    def _forget(self, address: str, gate: _Gate) -> None:
+        if gate.idle and self._gates.get(address) is gate:
+            del self._gates[address]
+
+
+class _Gate:
+    """One client's requests in progress: at most `limit` at once, then up
+    to WAITING times as many wait their turn, in order; more are refused.
+
+    A client that sends many requests at once (64 connections, each the next
+    as soon as the last is answered) would otherwise share the interpreter
+    with everyone's requests, or, answered 429 at once, send a thousand a
+    second: waiting costs nothing, and slows him to `limit` at a time."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def idle(self) -> bool:
+        return self.active == 0 and not self.waiting
+
+    async def enter(self, wait: float) -> bool:
+        """True: go on (then `leave`); False: refused, too many wait already,
+        or the turn did not come within `wait` seconds."""
+        if self.active < self.limit:
+            self.active += 1
+            return True
+        if len(self.waiting) >= WAITING * self.limit:
+            return False
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append(turn)
+        try:
+            await asyncio.wait_for(turn, wait)
+        except TimeoutError:
+            self._give_up(turn)
+            return False
+        except asyncio.CancelledError:  # the client left while waiting
+            self._give_up(turn)
+            raise
+        return True  # the slot of a request that left was handed over
+
+    def _give_up(self, turn: asyncio.Future[None]) -> None:
+        if turn.done() and not turn.cancelled():
+            self.leave()  # handed a slot just as we gave up: pass it on
+        elif turn in self.waiting:
+            self.waiting.remove(turn)
+
+    def leave(self) -> None:
+        while self.waiting:
+            turn = self.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot goes on to the next in line
+                return
+        self.active -= 1
+
+
+async def _too_many(send: Send, request_id: str) -> None:
+    body = b'{"detail": "too many requests at once from this client"}'
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), (b"retry-after", b"1"),
+               (b"x-request-id", request_id.encode()), *HEADERS]
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": 429,
+                                     "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _account(scope: Scope, address: str, request_id: str, status: int, seconds: float) -> None:
+    """One log line and the metrics of a request: route templates, never raw
+    paths, in the metrics; the path without its query string in the log
+    (a query may carry what is nobody's business)."""
+    handler = scope.get("route_handler")
+    tags = handler.resolve_tags() if isinstance(handler, HTTPRouteHandler) else []
+    dialect = tags[0] if tags else "-"
+    route = scope.get("path_template") or "-"
+    method = scope.get("method", "-")
+    metrics.REQUESTS.labels(dialect, route, method, str(status)).inc()
+    metrics.LATENCY.labels(dialect, route, method).observe(seconds)
+    # The path as sent (still %-escaped): whatever bytes a client put there,
+    # the line stays one line of ASCII.
+    path = bytes(scope.get("raw_path") or b"").decode("ascii", "backslashreplace")
+    access.info("%s %s %s %d %.1fms", address, method, path, status,
+                seconds * 1000, extra={
+                    "request_id": request_id, "client": address, "method": method,
+                    "path": path, "status": status, "route": route,
+                    "dialect": dialect, "duration_ms": round(seconds * 1000, 2)})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
     values = [v.decode("latin-1") for n, v in scope.get("headers", []) if n.lower() == name]
     return ", ".join(values) if values else None
-
-
-def edge(trusted_proxies: Sequence[str]) -> DefineMiddleware:
-    """The middleware as Litestar takes it."""
-    return DefineMiddleware(Edge, trusted_proxies=list(trusted_proxies))

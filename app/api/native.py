@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import Annotated, Any, Literal
 
@@ -13,7 +14,8 @@ from litestar.openapi.spec import Example
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET
 
-from app.api import DEPENDENCIES, SMALL_BODY, Caller, Rt, codes, malformed_request
+from app import metrics
+from app.api import DEPENDENCIES, SMALL_BODY, Caller, Rt, codes, malformed_request, native_tokens
 from app.api.errors import answer
 from app.api.native_models import (
     CodeCheck,
@@ -116,6 +118,21 @@ async def health(runtime: Rt) -> Response[Health]:
     if up:
         return Response(Health("ok", "ok"))
     return Response(Health("degraded", "unreachable"), status_code=503)
+
+
+@get("/metrics", responses=ERRORS, media_type="text/plain",
+     summary="Prometheus metrics (the configured metrics.token, or an admin)")
+async def get_metrics(request: Request[Any, Any, Any], runtime: Rt) -> Response[bytes]:
+    settings = runtime.config.metrics
+    if not settings.enabled:
+        raise NotFound("metrics are switched off")
+    authorization = request.headers.get("authorization")
+    scraper = settings.token and hmac.compare_digest(
+        (authorization or "").encode(), f"Bearer {settings.token}".encode())
+    if not scraper:
+        require_admin(await runtime.auth.user_for_header(authorization))
+    body, media_type = metrics.exposition()
+    return Response(body, media_type=media_type)
 
 
 # --- people ------------------------------------------------------------------
@@ -379,11 +396,12 @@ def router(config: Config) -> Router:
     return Router(
         path="/",
         route_handlers=[
-            issue_token, refresh_token, me, jwks, health,
+            issue_token, refresh_token, me, jwks, health, get_metrics,
             list_people, create_person, get_person, patch_person, delete_person, set_type,
             disable_person, enable_person, set_password, verify_email, resend_email_code,
             upload, delete_photo, get_photo, get_thumbnail,
             list_groups, create_group, get_group, delete_group, add_member, remove_member,
+            *native_tokens.ROUTES,
         ],
         dependencies=DEPENDENCIES,
         exception_handlers={Exception: problem},

@@ -10,7 +10,8 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from app.domain import Group, NewUser, Profile, User, UserChanges
 
 Username = Annotated[str, Meta(min_length=1, max_length=64, examples=["alice"])]
-Password = Annotated[str, Meta(min_length=1, max_length=1024, examples=["correct-Horse-battery-9"])]
+# Its longest (auth.max_password_length, in bytes) is the service's to check.
+Password = Annotated[str, Meta(min_length=1, examples=["correct-Horse-battery-9"])]
 Email = Annotated[str, Meta(max_length=254, examples=["alice@example.org"])]
 Text = Annotated[str, Meta(max_length=4096)]
 

@@ -11,8 +11,10 @@ closes, so each slot owns one connection holding at most one context.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,7 @@ VLV_ERROR = 76  # LDAP_VLV_ERROR: e.g. an offset past the end
 # The VLV control's offset is an INTEGER slapd reads as 32 bits: beyond it,
 # protocolError. No directory holds that many entries.
 MAX_POSITION = 2**31 - 2
+REAP_SECONDS = 1.0
 # ldap3 2.9.1 looks every result code up in this table and raises KeyError on
 # the ones it lacks, vlvError among them, before we could see the result.
 RESULT_CODES.setdefault(VLV_ERROR, "vlvError")
@@ -62,6 +65,19 @@ class Listing:
         self._choose = threading.Lock()
         self._generation = 0
         self.sorts_started = 0
+        _reaper.watch(self)
+
+    def release_expired(self) -> None:
+        """Close the connections of snapshots past their time: slapd frees a
+        sort context (memory, and one of its olcSssVlvMax) only then, and an
+        idle process would otherwise hold its last ones for good."""
+        for slot in self._slots:
+            if slot.lock.acquire(blocking=False):  # a slot in use is not idle
+                try:
+                    if slot.key is not None and not self._is_fresh(slot, slot.key):
+                        self._reset(slot)
+                finally:
+                    slot.lock.release()
 
     def invalidate(self) -> None:
         """Forget every sorted snapshot: the next window sorts afresh."""
@@ -157,3 +173,33 @@ class Listing:
             entries = []
         self.ldap.entries_received += len(entries)
         return entries[:limit], answer.content_count
+
+
+class _Reaper:
+    """One daemon thread for the process, releasing expired snapshots of every
+    live Listing about once a second."""
+
+    def __init__(self) -> None:
+        self._listings: weakref.WeakSet[Listing] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, listing: Listing) -> None:
+        with self._lock:
+            self._listings.add(listing)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="listing-reaper",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(REAP_SECONDS)
+            with self._lock:
+                listings = list(self._listings)
+            for listing in listings:
+                with contextlib.suppress(Exception):  # a closing runtime: next round
+                    listing.release_expired()
+
+
+_reaper = _Reaper()

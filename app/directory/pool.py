@@ -7,7 +7,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +28,7 @@ class Breaker:
     def __init__(self, pause: float = 1.0) -> None:
         self.pause = pause
         self._open_until = 0.0
+        self.on_trip: Callable[[], None] | None = None  # told each time it opens (metrics)
 
     def check(self) -> None:
         if time.monotonic() < self._open_until:
@@ -35,6 +36,8 @@ class Breaker:
 
     def trip(self) -> None:
         self._open_until = time.monotonic() + self.pause
+        if self.on_trip is not None:
+            self.on_trip()
 
     def reset(self) -> None:
         self._open_until = 0.0

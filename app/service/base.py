@@ -49,8 +49,8 @@ class Pools:
     pictures: Bulkhead
 
     @classmethod
-    def sized(cls, workers: int, bind_workers: int = 2, *, queue_limit: int = 128,
-              bind_queue_limit: int = 32, client_limit: int = 16,
+    def sized(cls, workers: int, bind_workers: int = 1, *, queue_limit: int = 128,
+              bind_queue_limit: int = 64, client_limit: int = 16,
               decoders: int = 1, decode_queue: int = 8,
               observer: Observer | None = None) -> Pools:
         return cls(Bulkhead("directory", workers, queue_limit, client_limit, observer),
@@ -145,25 +145,21 @@ class ServiceBase:
         return to_user(person.entry, self.group_types, self.directory.people.lockout_duration)
 
     def _adopted(self, person: PersonEntry) -> PersonEntry:
-        """A person an LDAP tool made without what every user has here (a
-        uidNumber with posixAccount, an account type) gets it the first time
-        the service shows him, as `userdir doctor --fix` would: any id an API
-        shows can then be fetched by it, and memberOf-based tools see the type
-        the API shows. The allocation carries an Assertion (the doctor's), so
-        two readers never give one entry two numbers. A read that cannot
-        adopt him still shows him as he is."""
-        numbered = bool(first(person.entry, "uidNumber")) and \
-            "posixaccount" in person.object_classes
-        typed = bool(self.group_types.memberships(person.member_of))
-        if (numbered and typed) or not self.directory.tree.is_person(person.dn):
+        """A person an LDAP tool made without a uidNumber (or posixAccount)
+        gets one the first time the service shows him, as `userdir doctor
+        --fix` would: any id an API shows can then be fetched by it. The
+        allocation carries an Assertion (the doctor's), so two readers never
+        give one entry two numbers. (A person in no account type is left to
+        the doctor, which serve's start-up check reports: joining him to the
+        default type on a read would rewrite that large group, one reader at a
+        time.) A read that cannot adopt him still shows him as he is."""
+        if first(person.entry, "uidNumber") and "posixaccount" in person.object_classes:
+            return person
+        if not self.directory.tree.is_person(person.dn):
             return person
         with contextlib.suppress(DomainError):
-            if not numbered:
-                Leftovers(self.directory.ldap, self.directory.tree).complete(
-                    person.entry, self.gid_number, self.directory.people.allocate_uid_number)
-            if not typed:
-                self.directory.groups.add_member(self.group_types.dn_of[self.types.default],
-                                                 person.dn)
+            Leftovers(self.directory.ldap, self.directory.tree).complete(
+                person.entry, self.gid_number, self.directory.people.allocate_uid_number)
             return self.directory.people.by_dn(person.dn) or person
         return person
 
