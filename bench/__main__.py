@@ -25,7 +25,7 @@ from ldap3 import MODIFY_REPLACE, SAFE_SYNC, Connection, Server
 from PIL import Image
 
 from app import embedded
-from bench import abuse, report, seed
+from bench import abuse, audit, faces, report, seed
 from bench.processes import ROOT, Api, api_server, environment, free_port, measure, memory_mb
 from bench.run import Run, ratio, served_per_second
 
@@ -135,6 +135,8 @@ def one_worker(run: Run, api: Api, ldap: dict[str, Any], size: int, full: bool,
     listing(run, api.url, token, ldap, size, "/api/users", "fittrackee list by username, q",
             f"?order_by=username&per_page=50&q={Q}",
             f"(&(objectClass=inetOrgPerson)(uid=*{Q}*))", 100)
+    faces.console(run, api, ldap, size)
+    faces.scim(run, api, ldap, size, token, provisioning=full or largest)
     if full:
         user = seed.username(3)
         raw_get = {**ldap, "op": "search", "uid": user, "concurrency": 8}
@@ -210,6 +212,8 @@ def main() -> int:
                         help="seconds the victim is measured, alone and during each attack "
                              "(default 6)")
     parser.add_argument("--no-abuse", action="store_true", help="skip the abuse scenarios")
+    parser.add_argument("--no-audit", action="store_true",
+                        help="skip measuring the audit log's and the metrics' cost")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1000 users, 2 s measurements, written to "
                              "/tmp/userdir-bench-quick unless --out says otherwise")
@@ -229,6 +233,9 @@ def main() -> int:
                 one_size(run, size, password_hash, full=size == sizes[0],
                          largest=size == sizes[-1],
                          with_abuse=size == sizes[0] and not args.no_abuse)
+        if not args.no_audit:
+            with run.scenario("audit log and metrics, on vs off", sizes[0]):
+                audit.run_all(run, password_hash, rounds=2 if args.quick else 3)
     finally:
         # Whatever happened, the figures gathered so far are written.
         meta = {

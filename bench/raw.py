@@ -75,7 +75,8 @@ class Window:
 
     def __call__(self, spec: dict[str, Any], conn: Any) -> bool:
         keys = [SortKey("uid", "2.5.13.3"), SortKey("uidNumber")]
-        controls = [server_sort(keys), virtual_list_view(spec["offset"] + 1, 49, self.context)]
+        after = spec.get("page_size", 50) - 1
+        controls = [server_sort(keys), virtual_list_view(spec["offset"] + 1, after, self.context)]
         _, result, entries, _ = conn.search(spec["people"], spec["filter"], SUBTREE,
                                             attributes=USER_ATTRIBUTES, controls=controls)
         answer = parse_vlv_response(result["controls"][VLV_RESPONSE]["value"])

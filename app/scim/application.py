@@ -20,6 +20,7 @@ from scim2_server.service import ScimService
 from app.auth import TokenError, bearer_token
 from app.domain import DomainError
 from app.runtime import Runtime
+from app.scim.listing import ScimHandler
 from app.scim.requests import completed, rewritten, wants_completion
 from app.scim.schemas import Models
 from app.scim.storage import DirectoryStorage, scim_errors
@@ -40,8 +41,9 @@ class Caller:
 class UserdirScimApplication(ASGIApplication):
     def __init__(self, runtime: Runtime, models: Models, base_url: str) -> None:
         self.accounts = Provisioning.beside(runtime.service)
-        super().__init__(DirectoryStorage(self.accounts, models), models.provider,
-                         ScimService(models.provider))
+        storage = DirectoryStorage(self.accounts, models)
+        super().__init__(storage, models.provider, ScimService(models.provider))
+        self.handler = ScimHandler(self.service, storage)
         self.runtime = runtime
         self.tokens = ProvisioningTokens.beside(runtime.service)
         self.base_url = base_url

@@ -98,12 +98,24 @@ def _members_wanted(parameters: ResponseParameters[Any] | SearchRequest[Any] | N
     return not wanted or any("members" in p for p in wanted)
 
 
+def listing_of(search: SearchRequest[Any]) -> Listing:
+    """The directory listing a SCIM search asks for."""
+    where = search.filter
+    return Listing(
+        where=convert.condition(where.ast) if where is not None else None,
+        sort_by=convert.path_of(search.sort_by) if search.sort_by is not None else None,
+        descending=search.sort_order == SearchRequest.SortOrder.descending,
+        offset=search.start_index_0 or 0,
+        limit=MAX_RESULTS if search.count is None else search.count,
+        with_members=_members_wanted(search))
+
+
 class DirectoryStorage(AsyncScimStorage):
     def __init__(self, accounts: Provisioning, models: Models) -> None:
         self.accounts = accounts
         self.models = models
 
-    def _is_user(self, resource_type: ResourceType) -> bool:
+    def is_user(self, resource_type: ResourceType) -> bool:
         return resource_type.id == self.models.user_type.id
 
     def _user(self, document: dict[str, Any]) -> Resource[Any]:
@@ -115,7 +127,7 @@ class DirectoryStorage(AsyncScimStorage):
     async def get(self, resource_type: ResourceType, resource_id: str, *,
                   response_parameters: ResponseParameters[Any] | None = None) -> Resource[Any]:
         with scim_errors():
-            if self._is_user(resource_type):
+            if self.is_user(resource_type):
                 return self._user(convert.user_document(
                     await self.accounts.account(resource_id)))
             team = await self.accounts.team(resource_id, _members_wanted(response_parameters))
@@ -125,17 +137,9 @@ class DirectoryStorage(AsyncScimStorage):
                      search_request: SearchRequest[Any], *, position: Any = None) -> SearchPage:
         if len(resource_types) != 1:
             raise NotImplementedException(detail="search Users or Groups, one at a time")
-        where = search_request.filter
-        listing = Listing(
-            where=convert.condition(where.ast) if where is not None else None,
-            sort_by=convert.path_of(search_request.sort_by)
-            if search_request.sort_by is not None else None,
-            descending=search_request.sort_order == SearchRequest.SortOrder.descending,
-            offset=search_request.start_index_0 or 0,
-            limit=MAX_RESULTS if search_request.count is None else search_request.count,
-            with_members=_members_wanted(search_request))
+        listing = listing_of(search_request)
         with scim_errors():
-            if self._is_user(resource_types[0]):
+            if self.is_user(resource_types[0]):
                 accounts, total = await self.accounts.accounts(listing)
                 found = [self._user(convert.user_document(a)) for a in accounts]
             else:
@@ -146,7 +150,7 @@ class DirectoryStorage(AsyncScimStorage):
     async def create(self, resource_type: ResourceType,
                      resource: Resource[Any]) -> Resource[Any]:
         with scim_errors():
-            if self._is_user(resource_type):
+            if self.is_user(resource_type):
                 account = await self.accounts.create_account(convert.account_state(resource))
                 return self._user(convert.user_document(account))
             name, external_id, members = convert.group_state(resource)
@@ -159,7 +163,7 @@ class DirectoryStorage(AsyncScimStorage):
         with scim_errors():
             if resource.id is None:
                 raise NotFound("no id")
-            if self._is_user(resource_type):
+            if self.is_user(resource_type):
                 account = await self.accounts.replace_account(
                     resource.id, convert.account_state(resource), version)
                 return self._user(convert.user_document(account))
@@ -172,7 +176,7 @@ class DirectoryStorage(AsyncScimStorage):
                      expected_version: str | None = None) -> None:
         version = convert.csn(expected_version)
         with scim_errors():
-            if self._is_user(resource_type):
+            if self.is_user(resource_type):
                 await self.accounts.delete_account(resource_id, version)
             else:
                 await self.accounts.delete_team(resource_id, version)
