@@ -1,14 +1,27 @@
-"""The ldap3 decoding shortcut gives what ldap3's own function gives."""
+"""The ldap3 shortcuts give what ldap3 gives, and leave to ldap3 what they do not know."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import ldap3.operation.search as search_module
 import pytest
+from ldap3 import ASYNC, BASE, NONE, RESTARTABLE, SAFE_SYNC, SCHEMA, SYNC, Connection, Server
+from ldap3.core.exceptions import LDAPAttributeError, LDAPSocketOpenError
 from ldap3.utils import conv
+from ldap3.utils.log import (
+    PROTOCOL,
+    get_library_log_activation_lavel,
+    get_library_log_detail_level,
+    set_library_log_activation_level,
+    set_library_log_detail_level,
+)
 
 from app.directory import speedup
+from tests.conftest import BASE_DN, SlapdInstance
+from tests.test_ber import Tee, assert_same, shortcut
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +51,128 @@ def test_same_answer_as_ldap3(fast: Any, value: Any, from_server: bool) -> None:
 def test_entries_decode_through_it(fast: Any) -> None:
     attributes = [[0, 0, 0, [[0, 0, 0, b"cn"], [0, 0, 0, [[0, 0, 0, "Zoë".encode()]]]]]]
     assert search_module.attributes_to_dict_fast(attributes) == {"cn": ["Zoë"]}
+
+
+# --- the search shortcut: what takes it, and what goes through ldap3 ----------
+
+PEOPLE = f"ou=people,{BASE_DN}"
+
+
+def connect(slapd: SlapdInstance, **kwargs: Any) -> Any:
+    options = {"client_strategy": SYNC, "auto_bind": True, "raise_exceptions": False, **kwargs}
+    server = Server(slapd.url, get_info=options.pop("get_info", NONE))
+    return Connection(server, slapd.service_dn, slapd.service_password.encode(), **options)
+
+
+@pytest.fixture
+def plain(slapd: SlapdInstance) -> Iterator[Any]:
+    speedup.install()
+    conn = connect(slapd)
+    conn.socket = Tee(conn.socket)
+    try:
+        yield conn
+    finally:
+        conn.unbind()
+
+
+def test_installed_once() -> None:
+    speedup.install()
+    assert Connection.search is speedup.search
+    speedup.install()
+    assert Connection.search is speedup.search
+
+
+@pytest.mark.parametrize("search_filter", ["(objectClass=*)", b"(objectClass=*)"])
+def test_a_service_connection_takes_it(plain: Any, search_filter: Any) -> None:
+    assert speedup.is_plain(plain)
+    kwargs = {"search_base": PEOPLE, "search_filter": search_filter, "search_scope": BASE,
+              "attributes": ["ou", "objectClass"]}
+    assert shortcut(plain, kwargs) is not None
+    assert_same(plain, 5, kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"search_base": PEOPLE.encode()},
+    {"size_limit": "4"}, {"size_limit": 4.0}, {"time_limit": True}, {"size_limit": -1},
+    {"search_scope": "WHOLE"}, {"dereference_aliases": 7},
+    {"attributes": [b"ou"]}, {"attributes": {"ou"}},
+    {"controls": [("1.2.3.4", 1, None)]}, {"controls": [("1.2.3.4", False, bytearray(b"v"))]},
+    {"controls": [("1.2.3.4", False)]}, {"controls": ("1.2.3.4", False, None)},
+    {"search_filter": "(ou=\udcff)"},
+], ids=repr)
+def test_unusual_arguments_go_through_ldap3(plain: Any, kwargs: dict[str, Any]) -> None:
+    kwargs = {"search_base": PEOPLE, "search_filter": "(objectClass=*)", "search_scope": BASE,
+              "attributes": ["ou"], **kwargs}
+    assert shortcut(plain, kwargs) is None
+    assert_same(plain, 6, kwargs)
+
+
+def test_a_generator_of_names_is_read_once(plain: Any) -> None:
+    plain.search(PEOPLE, "(objectClass=*)", BASE, attributes=(a for a in ["ou"]))
+    assert plain.response[0]["attributes"]["ou"] == ["people"]
+
+
+def test_operational_attributes_are_added_to_the_callers_list(plain: Any) -> None:
+    wanted: list[str] = ["ou"]
+    plain.search(PEOPLE, "(objectClass=*)", BASE, attributes=wanted,
+                 get_operational_attributes=True)
+    assert wanted == ["ou", "+"]  # as ldap3 does it
+    assert "entryUUID" in plain.response[0]["attributes"]
+
+
+@pytest.mark.parametrize("options", [
+    {"client_strategy": SAFE_SYNC}, {"client_strategy": RESTARTABLE},
+    {"client_strategy": ASYNC}, {"get_info": SCHEMA}, {"collect_usage": True},
+    {"lazy": True},
+], ids=repr)
+def test_other_connections_go_through_ldap3(slapd: SlapdInstance,
+                                            options: dict[str, Any]) -> None:
+    speedup.install()
+    conn = connect(slapd, **options)
+    try:
+        returned = conn.search(PEOPLE, "(objectClass=*)", BASE, attributes=["ou"])
+        assert not speedup.is_plain(conn)
+        strategy = options.get("client_strategy")
+        if strategy == ASYNC:
+            response, result = conn.get_response(returned)
+        elif strategy == SAFE_SYNC:
+            _, result, response, _ = returned
+        else:
+            response, result = conn.response, conn.result
+        assert result["result"] == 0
+        assert response[0]["attributes"]["ou"] == ["people"]
+        if options.get("collect_usage"):
+            assert conn.usage.bytes_transmitted > 0
+    finally:
+        conn.unbind()
+
+
+def test_names_are_checked_against_a_schema_as_ldap3_does(slapd: SlapdInstance) -> None:
+    speedup.install()
+    conn = connect(slapd, get_info=SCHEMA)
+    try:
+        with pytest.raises(LDAPAttributeError, match="notAnAttribute"):
+            conn.search(PEOPLE, "(objectClass=*)", BASE, attributes=["notAnAttribute"])
+    finally:
+        conn.unbind()
+
+
+def test_ldap3_logging_sees_the_request(plain: Any, caplog: pytest.LogCaptureFixture) -> None:
+    level, detail = get_library_log_activation_lavel(), get_library_log_detail_level()
+    set_library_log_detail_level(PROTOCOL)
+    set_library_log_activation_level(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="ldap3"):
+            assert not speedup.is_plain(plain)
+            plain.search(PEOPLE, "(objectClass=*)", BASE, attributes=["ou"])
+    finally:
+        set_library_log_activation_level(level)
+        set_library_log_detail_level(detail)
+    assert speedup.is_plain(plain)
+    assert any("SEARCH request" in r.getMessage() for r in caplog.records)
+
+
+def test_a_closed_connection_fails_as_in_ldap3(plain: Any) -> None:
+    plain.unbind()
+    with pytest.raises(LDAPSocketOpenError):
+        plain.search(PEOPLE, "(objectClass=*)", BASE)
