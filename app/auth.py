@@ -30,6 +30,7 @@ from app.domain import (
     User,
 )
 from app.lru import Lru
+from app.requests import identify
 from app.service import UserService
 from app.throttle import LoginThrottle
 
@@ -129,7 +130,11 @@ class Authenticator:
             metrics.LOGINS.labels("throttled").inc()
             raise
         try:
+            # The only write a login makes (an imported hash handed to slapd)
+            # happens once the password is proven: its owner is the caller.
+            identify(login)
             user = await self.service.authenticate(login, password, by=by)
+            identify(user.username, user.uuid)
             await self._past_stamp_second(user)
         except AuthenticationFailed:
             metrics.LOGINS.labels("failure").inc()
@@ -217,6 +222,7 @@ class Authenticator:
             user = await self.service.principal(str(claims["sub"]))
         except NotFound as e:
             raise UnknownUser("the token's user no longer exists") from e
+        identify(user.username, user.uuid)  # the audit marker's actor
         return _still_valid(user, claims)
 
     async def user_for_header(self, authorization: str | None) -> Principal:
@@ -232,6 +238,7 @@ class Authenticator:
             user, target = await self.service.principal_and_user(str(claims["sub"]), username)
         except NotFound as e:
             raise UnknownUser("the token's user no longer exists") from e
+        identify(user.username, user.uuid)
         return _still_valid(user, claims), target
 
     async def refresh(self, refresh_token: str) -> TokenPair:

@@ -61,6 +61,10 @@ class LdapConfig(_Section):
     connect_timeout: Seconds = 2.0
     operation_timeout: Seconds = 4.0
     max_idle: Seconds = 240.0
+    # Read replicas (consumers of `url`, ldif/consumer.ldif) that reads may use.
+    read_urls: list[str] = msgspec.field(default_factory=list)
+    # A consumer further behind the provider than this many seconds is not read from.
+    max_lag: Seconds = 1.0
 
     @property
     def embedded(self) -> bool:
@@ -103,6 +107,13 @@ class LogConfig(_Section):
 class MetricsConfig(_Section):
     enabled: bool = True
     token: str = ""
+
+
+class AuditConfig(_Section):
+    # Days slapd keeps audit records; rendered into cn=config when the directory is made.
+    retention_days: Annotated[int, Meta(ge=1, le=36500)] = 30
+    # Records a page of GET /audit holds at most.
+    max_per_page: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
 class ThrottleConfig(_Section):
@@ -192,6 +203,7 @@ class Config(_Section):
     throttle: ThrottleConfig = msgspec.field(default_factory=ThrottleConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     listing: ListingConfig = msgspec.field(default_factory=ListingConfig)
     pictures: PicturesConfig = msgspec.field(default_factory=PicturesConfig)
     mail: MailConfig = msgspec.field(default_factory=MailConfig)
@@ -333,6 +345,9 @@ def _check(config: Config) -> None:
         raise ConfigError("fittrackee.default_timezone: not an IANA time zone") from e
     if not config.ldap.embedded and not config.ldap.bind_password:
         raise ConfigError("ldap.bind_password: required when ldap.url is set")
+    for url in config.ldap.read_urls:
+        if not re.fullmatch(r"ldaps?://[^\s/?#]+/?", url):
+            raise ConfigError(f"ldap.read_urls: not an LDAP server URL: {url!r}")
     public = urllib.parse.urlsplit(config.http.public_url)
     if config.http.public_url and (public.scheme not in ("http", "https") or not public.netloc
                                    or public.query or public.fragment):

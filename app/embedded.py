@@ -22,9 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app import replication
+
 SBIN = Path("/usr/sbin")
 DEBIAN_PACKAGES = "slapd ldap-utils"
 FIRST_UID_NUMBER = 10000
+RETENTION_DAYS = 30  # audit.retention_days' default
 SECRET_SCHEME = "{SSHA}"  # noqa: S105 - a hash scheme, for the services' random secrets
 _READY_TIMEOUT = 15.0
 
@@ -65,6 +68,11 @@ class Layout:
         return self.data_dir / "db"
 
     @property
+    def log_db_dir(self) -> Path:
+        """The access log (slapo-accesslog's database, cn=accesslog): the audit."""
+        return self.data_dir / "accesslog"
+
+    @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
 
@@ -89,6 +97,10 @@ class Layout:
         return self.data_dir / "importer.password"
 
     @property
+    def replicator_password_file(self) -> Path:
+        return self.data_dir / "replicator.password"
+
+    @property
     def log_file(self) -> Path:
         return self.data_dir / "slapd.log"
 
@@ -109,6 +121,11 @@ def importer_dn(base_dn: str) -> str:
     return f"cn=importer,ou=services,{base_dn}"
 
 
+def replicator_dn(base_dn: str) -> str:
+    """Read replicas' identity (ldif/consumer.ldif): syncrepl binds as it."""
+    return f"cn=replicator,ou=services,{base_dn}"
+
+
 def root_dn(base_dn: str) -> str:
     return f"cn=root,{base_dn}"
 
@@ -118,34 +135,48 @@ def placeholder_dn(base_dn: str) -> str:
     return f"cn=nobody,{base_dn}"
 
 
+def purge_spec(retention_days: int) -> str:
+    """olcAccessLogPurge: records older than `retention_days`, looked for daily."""
+    return f"{retention_days:02d}+00:00 01+00:00"
+
+
 def account_type_group_dn(base_dn: str, account_type: str) -> str:
     return f"cn={account_type},ou=groups,{base_dn}"
 
 
 def initialise(
     data_dir: Path, base_dn: str, account_types: Sequence[str], ldif_dir: Path | None = None,
-    service_password: str | None = None,
+    service_password: str | None = None, log_purge: str | None = None,
+    replicator_password: str | None = None, consumer_of: str | None = None,
 ) -> bool:
     """Create the config and the base tree unless already done; True if done now.
 
+    `log_purge` is the access log's olcAccessLogPurge (purge_spec: after
+    audit.retention_days), rendered into cn=config now.
+
     The service account's password is generated unless given (a Docker secret
-    shared with the API container). Nothing is marked initialised before both
+    shared with the API container); so is the replicator's, which a consumer
+    (`consumer_of`: its provider's URL; it gets no tree of its own,
+    ldif/consumer.ldif) must be given. Nothing is marked initialised before both
     slapadd runs succeed, so an interrupted first start is redone from scratch.
     """
     require_slapd()
     layout = Layout(data_dir)
     if layout.initialised_marker.exists():
         return False
+    if consumer_of and not replicator_password:
+        raise SlapdError(f"consumer of {consumer_of}: give the provider's replicator password")
     ldif_dir = ldif_dir or find_ldif_dir()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for stale in (layout.config_dir, layout.db_dir):
+    for stale in (layout.config_dir, layout.db_dir, layout.log_db_dir):
         shutil.rmtree(stale, ignore_errors=True)
-    for path in (layout.config_dir, layout.db_dir, layout.run_dir):
+    for path in (layout.config_dir, layout.db_dir, layout.log_db_dir, layout.run_dir):
         # run/ may stay from a first start that failed: it is redone whole.
         path.mkdir(mode=0o700, exist_ok=True)
     root_password = _new_secret(layout.root_password_file)
     service_password = _new_secret(layout.service_password_file, service_password)
     importer_password = _new_secret(layout.importer_password_file)
+    replicator_password = _new_secret(layout.replicator_password_file, replicator_password)
     values = {
         "BASE_DN": base_dn,
         "ROOT_DN": root_dn(base_dn),
@@ -154,22 +185,39 @@ def initialise(
         "SERVICE_PW_HASH": _hash_password(service_password, SECRET_SCHEME),
         "IMPORTER_DN": importer_dn(base_dn),
         "IMPORTER_PW_HASH": _hash_password(importer_password, SECRET_SCHEME),
+        "REPLICATOR_DN": replicator_dn(base_dn),
+        "REPLICATOR_PW_HASH": _hash_password(replicator_password, SECRET_SCHEME),
         "DECOY_PW_HASH": _hash_password(secrets.token_urlsafe(24)),
         "PLACEHOLDER_DN": placeholder_dn(base_dn),
         "PEERCRED_DN": f"gidNumber={os.getgid()}+uidNumber={os.getuid()},"
         "cn=peercred,cn=external,cn=auth",
         "DB_DIR": str(layout.db_dir.resolve()),
+        "LOG_DB_DIR": str(layout.log_db_dir.resolve()),
+        "LOG_PURGE": log_purge or purge_spec(RETENTION_DAYS),
         "RUN_DIR": str(layout.run_dir.resolve()),
         "LDIF_DIR": str(ldif_dir.resolve()),
         "LAST_UID_NUMBER": str(FIRST_UID_NUMBER - 1),
     }
     config = render(ldif_dir / "config.ldif", values)
+    if consumer_of:
+        config = _as_consumer(config, ldif_dir, values, consumer_of, replicator_password)
     tree = suffix_entry(base_dn) + render(ldif_dir / "base.ldif", values).rstrip("\n") + "\n\n"
     tree += "".join(account_type_group(base_dn, name) for name in account_types)
     _slapadd(["-n0", "-F", str(layout.config_dir)], config)
-    _slapadd(["-q", "-F", str(layout.config_dir), "-b", base_dn], tree)
+    if not consumer_of:  # a consumer's tree comes from its provider
+        _slapadd(["-q", "-F", str(layout.config_dir), "-b", base_dn], tree)
     layout.initialised_marker.write_text("")
     return True
+
+
+def _as_consumer(config: str, ldif_dir: Path, values: dict[str, str], provider_url: str,
+                 replicator_password: str) -> str:
+    try:
+        extra = replication.consumer_values(provider_url, replicator_password)
+    except replication.ReplicationError as e:
+        raise SlapdError(f"consumer of {provider_url}: {e}") from e
+    return replication.consumer_config(
+        config, render(ldif_dir / replication.CONSUMER_LDIF, {**values, **extra}))
 
 
 def render(template: Path, values: dict[str, str]) -> str:
@@ -202,6 +250,7 @@ def account_type_group(base_dn: str, name: str) -> str:
     return (
         f"dn: {account_type_group_dn(base_dn, name)}\n"
         "objectClass: groupOfNames\n"
+        "objectClass: userdirGroup\n"  # it may carry the audit marker (userdirChange)
         f"cn: {name}\n"
         f"description: userdir account type {name}\n"
         f"member: {placeholder_dn(base_dn)}\n\n"
@@ -330,20 +379,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     compose file configures both containers.
     """
     env = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(prog="python3 -m app.embedded")
-    parser.add_argument("command", choices=["init", "run"])
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(env.get("USERDIR_EMBEDDED__DATA_DIR", ".userdir")))
-    parser.add_argument("--base-dn", default=env.get("USERDIR_LDAP__BASE_DN", "dc=example,dc=org"))
-    parser.add_argument("--account-types",
-                        default=env.get("USERDIR_USERS__ACCOUNT_TYPES", "user,staff,admin"))
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(env.get("USERDIR_EMBEDDED__PORT", "3389")))
-    args = parser.parse_args(argv)
+    args = parser(env).parse_args(argv)
     try:
         types = [t.strip() for t in args.account_types.split(",") if t.strip()]
+        retention = env.get("USERDIR_AUDIT__RETENTION_DAYS", str(RETENTION_DAYS))
+        if not retention.isdigit() or int(retention) < 1:
+            raise SlapdError("USERDIR_AUDIT__RETENTION_DAYS: a number of days (1 or more)")
         created = initialise(args.data_dir, args.base_dn, types,
-                             service_password=_service_password(env))
+                             service_password=_service_password(env),
+                             log_purge=purge_spec(int(retention)),
+                             replicator_password=_secret(args.replicator_password_file),
+                             consumer_of=args.consumer_of)
         print(f"{args.data_dir}: {'initialised' if created else 'already initialised'}")
         if args.command == "run":
             # In a container: slapd's lines go to `docker compose logs`.
@@ -369,15 +415,41 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     return 0
 
 
+def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The entrypoint's options (docker/compose*.yaml pass some as `command:`)."""
+    parser = argparse.ArgumentParser(prog="python3 -m app.embedded")
+    parser.add_argument("command", choices=["init", "run"])
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(env.get("USERDIR_EMBEDDED__DATA_DIR", ".userdir")))
+    parser.add_argument("--base-dn", default=env.get("USERDIR_LDAP__BASE_DN", "dc=example,dc=org"))
+    parser.add_argument("--account-types",
+                        default=env.get("USERDIR_USERS__ACCOUNT_TYPES", "user,staff,admin"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(env.get("USERDIR_EMBEDDED__PORT", "3389")))
+    parser.add_argument("--consumer-of", metavar="URL",
+                        help="a read replica of the provider at URL (ldif/consumer.ldif)")
+    parser.add_argument("--replicator-password-file", type=Path, metavar="FILE",
+                        help="the replicator's password: a provider's (else generated), "
+                             "the one a consumer binds with (required)")
+    return parser
+
+
 def _service_password(env: Mapping[str, str]) -> str | None:
     """USERDIR_LDAP__BIND_PASSWORD, or the file USERDIR_LDAP__BIND_PASSWORD_FILE names."""
     path = env.get("USERDIR_LDAP__BIND_PASSWORD_FILE")
     if path:
-        try:
-            return Path(path).read_text().removesuffix("\n") or None
-        except OSError as e:
-            raise SlapdError(f"cannot read {path}: {e.strerror}") from e
+        return _secret(Path(path))
     return env.get("USERDIR_LDAP__BIND_PASSWORD") or None
+
+
+def _secret(path: Path | None) -> str | None:
+    """A file's secret (a Docker secret: one trailing newline is not part of it)."""
+    if path is None:
+        return None
+    try:
+        return path.read_text().removesuffix("\n") or None
+    except OSError as e:
+        raise SlapdError(f"cannot read {path}: {e.strerror}") from e
 
 
 if __name__ == "__main__":

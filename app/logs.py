@@ -29,13 +29,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+HANDLER = "userdir-stderr"
+
+
 def configure(settings: LogConfig) -> None:
-    """The root logger's one handler (stderr), in the configured format."""
+    """The root logger's stderr handler, in the configured format; a second
+    call replaces the handler the first one installed, and only that one
+    (another's handler, a test harness's or an embedding program's, stays)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if settings.format == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.set_name(HANDLER)
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if old.get_name() == HANDLER:
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.level.upper())

@@ -49,7 +49,8 @@ def create_app(config: Config) -> Litestar:
     # Around everything, unrouted requests (404, 405) included: Litestar's
     # own middleware only wraps the route handlers.
     app.asgi_handler = Edge(app.asgi_handler, config.http.trusted_proxies,
-                            config.http.client_requests)
+                            config.http.client_requests,
+                            count_requests=config.metrics.enabled)
     return app
 
 

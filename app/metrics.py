@@ -38,6 +38,12 @@ POOL_REFUSED = Counter("userdir_pool_refused", "Calls refused at once, per pool 
 BREAKER_TRIPS = Counter("userdir_ldap_breaker_trips",
                         "Times slapd was found unreachable and requests failed at once "
                         "for a moment (the circuit breaker opened)")
+REPLICA_LAG = Gauge("userdir_replica_lag_seconds",
+                    "How long each read replica (ldap.read_urls) has lacked a change the "
+                    "provider holds, as last seen (0: it lacks none)", ["replica"],
+                    multiprocess_mode="livemax")
+REPLICA_UP = Gauge("userdir_replica_up", "Whether each read replica answered when last watched "
+                   "(1) or not (0)", ["replica"], multiprocess_mode="livemin")
 MAIL = Counter("userdir_mail", "Mail handed to the mail backend, by outcome (sent, failed)",
                ["outcome"])
 
@@ -55,6 +61,13 @@ class PoolObserver:
 
 def breaker_tripped() -> None:
     BREAKER_TRIPS.inc()
+
+
+def replica_seen(url: str, lag: float | None) -> None:
+    """A consumer's watcher has read it (lag None: it did not answer)."""
+    REPLICA_UP.labels(url).set(0 if lag is None else 1)
+    if lag is not None:
+        REPLICA_LAG.labels(url).set(lag)
 
 
 def exposition() -> tuple[bytes, str]:

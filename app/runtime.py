@@ -8,7 +8,9 @@ from datetime import timedelta
 from app import metrics
 from app.auth import Authenticator, SigningKey
 from app.config import Config
-from app.directory import Directory, Endpoint
+from app.directory import Directory
+from app.directory.pool import Endpoint
+from app.directory.replicas import ReplicatedPool
 from app.domain import AccountTypes
 from app.mail import Mailer, mailer_from
 from app.pictures import Pictures, PictureSettings
@@ -28,18 +30,21 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
-        endpoint = Endpoint(
-            url=config.ldap_url, bind_dn=config.bind_dn, password=config.bind_password,
-            connect_timeout=config.ldap.connect_timeout,
-            operation_timeout=config.ldap.operation_timeout,
-        )
+        def endpoint_at(url: str) -> Endpoint:
+            return Endpoint(url=url, bind_dn=config.bind_dn, password=config.bind_password,
+                            connect_timeout=config.ldap.connect_timeout,
+                            operation_timeout=config.ldap.operation_timeout)
+
+        endpoint = endpoint_at(config.ldap_url)
         ldap = config.ldap
         # Every worker of both pools may hold a pooled connection at once.
         directory = Directory(endpoint, ldap.base_dn,
                               pool_size=ldap.pool_size + ldap.bind_pool_size,
                               max_idle=ldap.max_idle,
                               listing_slots=config.listing.contexts,
-                              listing_ttl=config.listing.context_ttl)
+                              listing_ttl=config.listing.context_ttl,
+                              readers=[endpoint_at(url) for url in ldap.read_urls],
+                              max_lag=ldap.max_lag)
         types = AccountTypes(config.users.account_types, config.users.default_account_type)
         pictures = config.pictures
         pools = Pools.sized(ldap.pool_size, ldap.bind_pool_size, queue_limit=ldap.queue_limit,
@@ -47,6 +52,8 @@ class Runtime:
                             client_limit=ldap.client_limit, decoders=pictures.decoders,
                             decode_queue=pictures.decode_queue, observer=metrics.PoolObserver())
         endpoint.breaker.on_trip = metrics.breaker_tripped
+        if isinstance(directory.pool, ReplicatedPool):
+            directory.pool.freshness.on_lag = metrics.replica_seen
         service = UserService(
             directory, types, gid_number=config.users.gid_number, pools=pools,
             pictures=Pictures(PictureSettings(

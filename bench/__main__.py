@@ -25,11 +25,12 @@ from ldap3 import MODIFY_REPLACE, SAFE_SYNC, Connection, Server
 from PIL import Image
 
 from app import embedded
-from bench import abuse, audit, faces, report, seed
+from bench import abuse, audit, faces, profile, replication, report, scale, seed
 from bench.processes import ROOT, Api, api_server, environment, free_port, measure, memory_mb
 from bench.run import Run, ratio, served_per_second
 
 Q = "bench0001"  # matches bench000100..bench000199 whatever the size
+GET_TARGET = 0.8  # GET one user, API ÷ raw ldap3 throughput (issue #22)
 
 
 def admin_token(api: Api) -> str:
@@ -142,10 +143,12 @@ def one_worker(run: Run, api: Api, ldap: dict[str, Any], size: int, full: bool,
         raw_get = {**ldap, "op": "search", "uid": user, "concurrency": 8}
         throughput(run, "GET one user (native)", size, 1, {
             "base_url": api.url, "path": f"/people/{user}", "headers": auth,
-            "concurrency": 8}, raw_get, 0.6)
+            "concurrency": 8}, raw_get, GET_TARGET)
         throughput(run, "GET one user (fittrackee)", size, 1, {
             "base_url": api.url, "path": f"/api/users/{user}", "headers": auth,
-            "concurrency": 8}, raw_get, 0.6)
+            "concurrency": 8}, raw_get, GET_TARGET)
+        with run.scenario("where GET one user's time goes (py-spy)", size):
+            run.profile = profile.get_one_user(api, f"/people/{user}", auth, run.duration)
         login_user = seed.username(2)
         throughput(run, "login", size, 1, {
             "base_url": api.url, "path": "/auth/token", "method": "POST",
@@ -166,15 +169,26 @@ def one_worker(run: Run, api: Api, ldap: dict[str, Any], size: int, full: bool,
     run.rss[size] = memory_mb(api.pid)
 
 
+def directory_size(slapd: embedded.Slapd) -> dict[str, float | None]:
+    """The database on disk (allocated blocks) and slapd's memory, after the
+    listing scenarios have read every page."""
+    database = slapd.layout.db_dir / "data.mdb"
+    pid = slapd.process.pid if slapd.process else None
+    return {"db_mb": round(database.stat().st_blocks * 512 / 2**20, 1),
+            "slapd_rss_mb": memory_mb(pid) if pid else None}
+
+
 def one_size(run: Run, size: int, password_hash: str, full: bool, largest: bool,
              with_abuse: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="userdir-bench-") as tmp:
         data = Path(tmp) / "data"
         started = time.perf_counter()
         seed.build(data, size, password_hash)
-        print(f"{size} users seeded in {time.perf_counter() - started:.1f} s", flush=True)
+        seeded = time.perf_counter() - started
+        print(f"{size} users seeded in {seeded:.1f} s", flush=True)
         slapd = embedded.Slapd(data, free_port())
         slapd.start()
+        run.directory[size] = {"seed_s": round(seeded, 1)}
         log = Path(tmp) / "api.log"
         try:
             password = embedded.Layout(data).read_service_password()
@@ -185,6 +199,7 @@ def one_size(run: Run, size: int, password_hash: str, full: bool, largest: bool,
                     "password": password, "people": seed.PEOPLE, "base": seed.BASE_DN}
             with run.scenario("API with one worker", size), api_server(env, 1, log) as api:
                 one_worker(run, api, ldap, size, full, largest)
+            run.directory[size].update(directory_size(slapd))
             if full:
                 with run.scenario("GET one user (native)", size, 2), \
                         api_server(env, 2, log) as api:
@@ -193,7 +208,8 @@ def one_size(run: Run, size: int, password_hash: str, full: bool, largest: bool,
                         "base_url": api.url, "path": f"/people/{user}",
                         "headers": {"Authorization": f"Bearer {admin_token(api)}"},
                         "concurrency": 8},
-                        {**ldap, "op": "search", "uid": user, "concurrency": 8}, 0.6)
+                        {**ldap, "op": "search", "uid": user, "concurrency": 8},
+                        GET_TARGET)
             if with_abuse:
                 with run.scenario("abuse: API with one worker", size), \
                         api_server(env, 1, log) as api:
@@ -214,6 +230,10 @@ def main() -> int:
     parser.add_argument("--no-abuse", action="store_true", help="skip the abuse scenarios")
     parser.add_argument("--no-audit", action="store_true",
                         help="skip measuring the audit log's and the metrics' cost")
+    parser.add_argument("--no-replicas", action="store_true",
+                        help="skip reads through one and two consumers and their lag")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="skip create and delete at 1k and 100k users, old and new config")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 1000 users, 2 s measurements, written to "
                              "/tmp/userdir-bench-quick unless --out says otherwise")
@@ -226,6 +246,7 @@ def main() -> int:
     run = Run(args.duration or (2.0 if args.quick else 8.0),
               args.abuse_window or (3.0 if args.quick else 6.0), owner_limit=90.0)
     started, load_at_start = time.perf_counter(), os.getloadavg()[0]
+    large_groups = scale.for_bench(args.quick)
     try:
         password_hash = seed.hashed_password()
         for size in sizes:
@@ -236,6 +257,12 @@ def main() -> int:
         if not args.no_audit:
             with run.scenario("audit log and metrics, on vs off", sizes[0]):
                 audit.run_all(run, password_hash, rounds=2 if args.quick else 3)
+        if not args.no_replicas:
+            with run.scenario("replicas: provider and two consumers", sizes[0], 2):
+                replication.run_all(run, sizes[0], password_hash)
+        if not args.no_scale:
+            with run.scenario("large groups: create and delete", large_groups.sizes[-1]):
+                scale.run_all(run, large_groups, password_hash, args.quick)
     finally:
         # Whatever happened, the figures gathered so far are written.
         meta = {
@@ -248,6 +275,8 @@ def main() -> int:
             "sizes": sizes,
         }
         report.write(out, meta, run)
+        scale.append(out, large_groups)
+        profile.append(out, run.profile)
         print(f"done in {meta['seconds']} s: {out / 'RESULTS.md'}")
     return 0
 

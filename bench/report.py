@@ -169,6 +169,7 @@ def write(out: Path, meta: dict[str, Any], run: Run) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(
         {"meta": meta, "rows": run.rows, "checks": checks, "rss_mb": run.rss,
+         "directory": run.directory,
          "abuse": run.abuse, "guessing": run.guessing, "memory": run.memory},
         indent=2) + "\n")
     load = " and ".join(f"{x:.1f}" for x in meta["load"])
@@ -195,6 +196,14 @@ def write(out: Path, meta: dict[str, Any], run: Run) -> None:
         "Listing ratios are API p50 / raw p50 (latency); throughput ratios are",
         "API /s ÷ raw /s, counting only the answers with the expected status.",
     ]
+    if any(row["scenario"].startswith("replicas:") for row in run.rows):
+        lines += [
+            "The `replicas:` rows have no raw side: their ratio is the API's rate reading",
+            "from consumers ÷ its rate reading from the provider only (same run, same",
+            "load); in the lag row, requests are samples and p50/p99 the time until a",
+            "consumer holds the provider's newest change while the API creates users.",
+            "Provider, consumers, API and load share this machine's cores.",
+        ]
     if run.abuse or run.guessing:
         lines += [
             "",
@@ -210,6 +219,11 @@ def write(out: Path, meta: dict[str, Any], run: Run) -> None:
             *(f"- {row['attack']}: {row['how']}." for row in run.abuse),
             *_guessing(run),
         ]
+    if run.directory:
+        lines += ["", "| users | seeded in (s, slapadd) | data.mdb on disk (MB) "
+                  "| slapd RSS after the listings (MB) |", "|---|---|---|---|"]
+        lines += [f"| {size} | {_cell(d, 'seed_s')} | {_cell(d, 'db_mb')} "
+                  f"| {_cell(d, 'slapd_rss_mb')} |" for size, d in sorted(run.directory.items())]
     lines += ["", "| check | value | target | verdict |", "|---|---|---|---|"]
     for check in checks:
         lines.append(f"| {check['check']} | {check['value']} | {check['target']} "

@@ -47,9 +47,12 @@ class Run:
         self.listing_q_p50: dict[int, list[float | None]] = {}
         self.fittrackee_p50: dict[int, list[float | None]] = {}
         self.rss: dict[int, float | None] = {}
+        # Per size: seconds to seed, the database's size on disk, slapd's memory.
+        self.directory: dict[int, dict[str, float | None]] = {}
         self.abuse: list[dict[str, Any]] = []
         self.guessing: dict[str, Any] | None = None
         self.memory: dict[str, float | bool | None] = {}
+        self.profile: dict[str, Any] | None = None  # bench/profile.py's, of GET one user
 
     def row(self, scenario: str, size: int, workers: int, api: dict[str, Any] | None,
             raw: dict[str, Any] | None, target: str, met: bool | None,

@@ -11,7 +11,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +51,25 @@ def client_at(n: int, **kwargs: Any) -> httpx.Client:
 def unique(prefix: str = "u") -> str:
     """A username no other test uses (the directory is shared by the session)."""
     return f"{prefix}{os.getpid()}x{next(_names)}"
+
+
+def native_login(client: Any, username: str, password: str = PASSWORD) -> dict[str, str]:
+    """The Authorization header of a native access token (POST /auth/token)."""
+    response = client.post("/auth/token", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def released_together(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+    """Each call on its own thread, all let go at the same moment."""
+    barrier = threading.Barrier(len(calls))
+
+    def call(function: Callable[[], httpx.Response]) -> httpx.Response:
+        barrier.wait()
+        return function()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(call, calls))
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -227,7 +247,8 @@ def no_password_leaves(request: pytest.FixtureRequest) -> Iterator[None]:
     seen = "\n".join(leaks.texts)
     assert len(leaks.texts) > 100 or request.session.testscollected < 50
     for secret in (PASSWORD, ADMIN_PASSWORD, "Second-Horse-8y", "Reset-By-Admin-1",
-                   "Other-Horse-5", "Third-Horse-6", "Changed-Horse-3"):
+                   "Other-Horse-5", "Third-Horse-6", "Changed-Horse-3",
+                   "Audit-Reset-Pass-7"):
         assert secret not in seen, f"a password reached a response or a log line: {secret!r}"
     assert "userPassword:" not in seen and "{ARGON2}" not in seen
 

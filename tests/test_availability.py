@@ -686,3 +686,23 @@ def _webp(size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, "teal").save(out, "WEBP", lossless=True, quality=0, method=0)
     return out.getvalue()
+
+
+def test_a_call_held_back_by_its_clients_share_runs_when_the_share_frees() -> None:
+    """Four workers, a share of one running call per client: the client's
+    next call starts as its running one ends, though three workers sleep
+    (the finishing worker takes it; nobody else is woken for it)."""
+    pool = Bulkhead("test", workers=4, queue_limit=8, client_limit=8)
+    assert pool.client_running == 1
+    gates = [threading.Event() for _ in range(3)]
+    try:
+        futures = [pool.submit("a", functools.partial(g.wait, 10)) for g in gates]
+        for gate, future in zip(gates, futures, strict=True):
+            time.sleep(0.05)
+            assert pool.running == 1
+            gate.set()
+            assert future.result(timeout=5) is True
+    finally:
+        for gate in gates:
+            gate.set()
+        pool.close()

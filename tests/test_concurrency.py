@@ -4,10 +4,8 @@ against a real server (uvicorn, two workers' worth of threads) and a real slapd.
 from __future__ import annotations
 
 import os
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -23,6 +21,7 @@ from tests.conftest import (
     PASSWORD,
     SlapdInstance,
     client_at,
+    released_together,
     run,
     serving,
 )
@@ -48,17 +47,6 @@ def url(private_config: Config) -> Iterator[str]:
 def admin(url: str) -> dict[str, str]:
     token = httpx.post(f"{url}/auth/token", json={"username": ADMIN, "password": ADMIN_PASSWORD})
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-
-def released_together(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
-    barrier = threading.Barrier(len(calls))
-
-    def call(function: Callable[[], httpx.Response]) -> httpx.Response:
-        barrier.wait()
-        return function()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(call, calls))
 
 
 def create_call(url: str, headers: dict[str, str], username: str,

@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 from app.config import Config
 from app.main import create_app
 from tests.conftest import ADMIN, ADMIN_PASSWORD, PASSWORD, SlapdInstance, make_config, unique
+from tests.conftest import native_login as login
 
 Client = TestClient[Any]
 Headers = dict[str, str]
@@ -40,12 +41,6 @@ def exposing(slapd: SlapdInstance, bootstrapped: None,
     assert config.fittrackee.expose_private_fields is True
     with TestClient(app=create_app(config)) as test_client:
         yield test_client
-
-
-def login(client: Client, username: str, password: str = PASSWORD) -> Headers:
-    response = client.post("/auth/token", json={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 @pytest.fixture(scope="module")

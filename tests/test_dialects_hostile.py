@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from tests.conftest import (
     PASSWORD,
     SlapdInstance,
     make_config,
+    released_together,
     run,
     serving,
     start_slapd,
@@ -166,17 +165,6 @@ def url(system: tuple[SlapdInstance, str]) -> str:
 @pytest.fixture(scope="module")
 def admin(url: str) -> Headers:
     return bearer(DIALECTS[0].login(url, ADMIN, ADMIN_PASSWORD))
-
-
-def released_together(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
-    barrier = threading.Barrier(len(calls))
-
-    def call(function: Callable[[], httpx.Response]) -> httpx.Response:
-        barrier.wait()
-        return function()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(call, calls))
 
 
 @pytest.mark.parametrize("dialect", [d for d in DIALECTS if d.create], ids=lambda d: d.name)

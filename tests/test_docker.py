@@ -349,6 +349,17 @@ def test_a_user_created_over_http_binds_over_ldap(deployment: Deployment) -> Non
     assert not deployment.ldap_bind(username, password + "x")
 
 
+def test_the_ldap_image_can_back_up_and_plan_an_upgrade(deployment: Deployment) -> None:
+    """The image's standard-library tools (README "Backups", "Upgrading an
+    existing directory") are in it and run as its unprivileged user."""
+    backed = deployment("exec", "-T", "openldap", "python3", "-m", "app.migration.backup",
+                        "backup", "/var/lib/userdir/backups/test")
+    assert "backed up into" in backed.stdout, backed.stdout + backed.stderr
+    planned = deployment("exec", "-T", "openldap", "python3", "-m", "app.migration.upgrade",
+                         "--dry-run")
+    assert "up to date" in planned.stdout, planned.stdout + planned.stderr
+
+
 def test_containers_are_healthy_non_root_and_published_on_loopback(
         deployment: Deployment) -> None:
     for service in IMAGES:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app import embedded
 from app.config import Config
 from app.migration import backup, export
 from app.runtime import Runtime
@@ -89,6 +90,48 @@ def test_backup_wipe_restore(tmp_path: Path) -> None:
     (tmp_path / "backup" / "db1.ldif").write_text("tampered")
     with pytest.raises(backup.BackupError, match="checksum"):
         backup.restore(tmp_path / "backup", tmp_path / "elsewhere")
+
+
+def test_a_directory_never_started_backs_up_and_restores_over_itself(tmp_path: Path) -> None:
+    """Its access log was never opened (slapcat cannot open it: the backup
+    failed); restoring with --force over a directory moves its access log
+    aside too (slapadd into one holding entries failed halfway)."""
+    data = tmp_path / "data"
+    embedded.initialise(data, BASE_DN, ["user", "staff", "admin"])
+    manifest = backup.backup(data, tmp_path / "fresh")
+    log = manifest["files"]["db2.ldif"]
+    assert (log["suffix"], log["entries"]) == ("cn=accesslog", 0)
+    assert manifest["files"]["db1.ldif"]["entries"] > 0
+    assert "secrets/replicator.password" in manifest["files"]
+    slapd = SlapdInstance(data, free_port())
+    slapd.process.start()
+    try:  # a write, so the access log holds a record
+        slapd.ldap("ldapadd", bind="root", stdin=(
+            f"dn: cn=extra,ou=groups,{BASE_DN}\nobjectClass: groupOfNames\ncn: extra\n"
+            f"member: cn=extra,ou=groups,{BASE_DN}\n"))
+        full = backup.backup(data, tmp_path / "full")
+    finally:
+        slapd.process.stop()
+    assert full["files"]["db2.ldif"]["entries"] > 0
+    backup.restore(tmp_path / "full", data, force=True)
+    again = SlapdInstance(data, free_port())
+    again.process.start()
+    try:
+        found = again.ldap("ldapsearch", "-LLL", "-b", f"ou=groups,{BASE_DN}", "(cn=extra)", "cn")
+        assert "cn: extra" in found.stdout
+    finally:
+        again.process.stop()
+
+
+def test_the_suffix_of_a_folded_slapd_d_line_is_read_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "cn=config"
+    folder.mkdir()
+    (folder / "olcDatabase={1}mdb.ldif").write_text(
+        "dn: olcDatabase={1}mdb\nolcSuffix: dc=a-rather-long-organisation-name,dc=exampl\n"
+        " e,dc=org\nolcDbDirectory:: L3Zhci9saWIvbGRhcC91c2VyZGly\n")
+    assert backup.databases(tmp_path) == [{
+        "number": "1", "suffix": "dc=a-rather-long-organisation-name,dc=example,dc=org",
+        "directory": "/var/lib/ldap/userdir"}]
 
 
 def test_exports(slapd: SlapdInstance, config: Config, bootstrapped: None,

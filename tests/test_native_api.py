@@ -12,6 +12,7 @@ from app.config import Config
 from app.main import create_app
 from app.runtime import Runtime
 from tests.conftest import ADMIN, ADMIN_PASSWORD, PASSWORD, SlapdInstance, create, unique
+from tests.conftest import native_login as login
 
 Client = TestClient[Any]
 
@@ -20,12 +21,6 @@ Client = TestClient[Any]
 def client(config: Config, bootstrapped: None) -> Iterator[Client]:
     with TestClient(app=create_app(config)) as test_client:
         yield test_client
-
-
-def login(client: Client, username: str, password: str = PASSWORD) -> dict[str, str]:
-    response = client.post("/auth/token", json={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 @pytest.fixture(scope="module")

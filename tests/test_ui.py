@@ -285,6 +285,33 @@ def test_admin_changes_type_and_disables(client: Client, runtime: Runtime) -> No
     assert shown.status_code == 200 and "shown this once" in shown.text
 
 
+def test_an_admin_sees_a_persons_history_by_any_client(client: Client, runtime: Runtime,
+                                                       slapd: SlapdInstance) -> None:
+    """The audit log on his page: the console's own change with its actor,
+    an LDAP tool's change beside it, a secret never shown; not for staff."""
+    user = create(runtime)
+    sign_in(client, ADMIN, ADMIN_PASSWORD)
+    page = f"/ui/people/{user.username}"
+    assert submit(client, page, page, first_name="Grace", last_name="Hopper").status_code == 303
+    slapd.ldap("ldapmodify", bind="root", stdin=(
+        f"dn: uid={user.username},ou=people,dc=example,dc=org\nchangetype: modify\n"
+        "replace: title\ntitle: Rear <b>Admiral</b>\n"))
+    assert submit(client, page, f"{page}/password").status_code == 200
+    text = client.get(page).text
+    history = text[text.index('id="history-title"'):]
+    rows = re.findall(r"<tr>\s*<td>.*?</tr>", history, re.S)
+    assert len(rows) >= 4, history  # created, profile, title, password
+    newest = rows[0]
+    assert "password" in newest and "admin" in newest and "via console" in newest
+    assert "<code>userPassword</code> changed" in newest and "{ARGON2}" not in history
+    assert any("Rear &lt;b&gt;Admiral&lt;/b&gt;" in r and "cn=root" in r for r in rows)
+    assert any("Hopper" in r and "admin" in r and "via console" in r for r in rows)
+    assert "created" in rows[-1]
+    staff = create(runtime, account_type="staff")
+    sign_in(client, staff.username, PASSWORD)
+    assert 'id="history-title"' not in client.get(page).text
+
+
 # --- invitations and forgotten passwords, through a real SMTP server -----------------
 
 def test_an_invited_user_sets_his_password(client: Client, runtime: Runtime,

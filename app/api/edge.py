@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import functools
 import ipaddress
 import logging
 import re
@@ -18,14 +18,13 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Sc
 
 from app import metrics
 from app.bulkhead import current_client
+from app.requests import Origin, current_origin, current_request
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 access = logging.getLogger("userdir.access")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 §9.2.1
 WAITING = 16  # times client_requests: how many more of one client's requests may wait
-# The id of the request being served (audit records and log lines carry it).
-current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "current_request", default=None)
 # Every answer: no MIME sniffing; nothing cached unless the route says how
 # (tokens, codes and personal data must not stay in a shared cache).
 HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
@@ -60,12 +59,17 @@ class Edge:
     """ASGI middleware around the whole app: sets `current_client` for the
     request (the bulkheads' fairness and the login throttle key on it) and
     `current_request` (its id: X-Request-ID if the client sent a sane one,
-    else a new one, returned in the answer); adds HEADERS to every answer that
-    does not set them itself; logs one line per request and counts it."""
+    else a new one, returned in the answer) and `current_origin` (what an
+    audit record says of the request: app/requests.py); adds HEADERS to every
+    answer that does not set them itself; logs one line per request and
+    counts it."""
 
     def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = (),
-                 client_requests: int = 8, wait: float = 30.0) -> None:
+                 client_requests: int = 8, wait: float = 30.0,
+                 count_requests: bool = True) -> None:
         self.app = app
+        # metrics.enabled = false: no counting at all, not just no /metrics.
+        self.count_requests = count_requests
         self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
         self.client_requests = client_requests
         self.wait = wait
@@ -89,6 +93,11 @@ class Edge:
             self._forget(address, gate)
             return
         tokens = (current_client.set(address), current_request.set(request_id))
+        # What the audit marker records; the route is known once Litestar has
+        # routed the request (it fills in this same scope).
+        origin = current_origin.set(Origin(
+            request_id, address, functools.partial(_route_of, scope),
+            changes=functools.partial(_may_change, scope)))
         status = 0
 
         async def send_with_headers(message: Message) -> None:
@@ -108,7 +117,9 @@ class Edge:
             self._forget(address, gate)
             current_client.reset(tokens[0])
             current_request.reset(tokens[1])
-            _account(scope, address, request_id, status, time.perf_counter() - started)
+            current_origin.reset(origin)
+            _account(scope, address, request_id, status, time.perf_counter() - started,
+                     self.count_requests)
 
 
     def _forget(self, address: str, gate: _Gate) -> None:
@@ -180,17 +191,16 @@ async def _too_many(send: Send, request_id: str) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _account(scope: Scope, address: str, request_id: str, status: int, seconds: float) -> None:
+def _account(scope: Scope, address: str, request_id: str, status: int, seconds: float,
+             count: bool = True) -> None:
     """One log line and the metrics of a request: route templates, never raw
     paths, in the metrics; the path without its query string in the log
     (a query may carry what is nobody's business)."""
-    handler = scope.get("route_handler")
-    tags = handler.resolve_tags() if isinstance(handler, HTTPRouteHandler) else []
-    dialect = tags[0] if tags else "-"
-    route = scope.get("path_template") or "-"
+    dialect, route = _dialect_and_template(scope)
     method = scope.get("method", "-")
-    metrics.REQUESTS.labels(dialect, route, method, str(status)).inc()
-    metrics.LATENCY.labels(dialect, route, method).observe(seconds)
+    if count:
+        metrics.REQUESTS.labels(dialect, route, method, str(status)).inc()
+        metrics.LATENCY.labels(dialect, route, method).observe(seconds)
     # The path as sent (still %-escaped): whatever bytes a client put there,
     # the line stays one line of ASCII.
     path = bytes(scope.get("raw_path") or b"").decode("ascii", "backslashreplace")
@@ -199,6 +209,39 @@ def _account(scope: Scope, address: str, request_id: str, status: int, seconds: 
                     "request_id": request_id, "client": address, "method": method,
                     "path": path, "status": status, "route": route,
                     "dialect": dialect, "duration_ms": round(seconds * 1000, 2)})
+
+
+def _dialect_and_template(scope: Scope) -> tuple[str, str]:
+    """A route's dialect is its first tag; a mounted application (SCIM) says
+    its dialect and templates its paths itself, in the handler's opt."""
+    handler = scope.get("route_handler")
+    if isinstance(handler, HTTPRouteHandler):
+        tags = handler.resolve_tags()
+        return (tags[0] if tags else "-"), (scope.get("path_template") or "-")
+    opt = getattr(handler, "opt", None) or {}
+    if "dialect" in opt:
+        # raw_path: a mount may have cut the prefix off `path`.
+        raw = bytes(scope.get("raw_path") or b"").decode("ascii", "replace")
+        return opt["dialect"], opt["route_template"](raw)
+    return "-", scope.get("path_template") or "-"
+
+
+def _may_change(scope: Scope) -> bool:
+    """Whether a routed request may change something: any method but GET,
+    HEAD and OPTIONS (RFC 9110 §9.2.1), unless its route reads only (a
+    search sent as a POST: opt "reads_only", a flag or a test of the path)."""
+    if scope.get("method", "GET") in SAFE_METHODS:
+        return False
+    reads_only = (getattr(scope.get("route_handler"), "opt", None) or {}).get("reads_only")
+    if callable(reads_only):
+        return not reads_only(bytes(scope.get("raw_path") or b"").decode("ascii", "replace"))
+    return not reads_only
+
+
+def _route_of(scope: Scope) -> tuple[str, str]:
+    """(dialect, "METHOD /template") of a routed request, for the audit marker."""
+    dialect, template = _dialect_and_template(scope)
+    return dialect, (f"{scope.get('method', '-')} {template}" if template != "-" else "-")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

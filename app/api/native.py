@@ -15,7 +15,16 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from msgspec import UNSET
 
 from app import metrics
-from app.api import DEPENDENCIES, SMALL_BODY, Caller, Rt, codes, malformed_request, native_tokens
+from app.api import (
+    DEPENDENCIES,
+    SMALL_BODY,
+    Caller,
+    Rt,
+    codes,
+    malformed_request,
+    native_audit,
+    native_tokens,
+)
 from app.api.errors import answer
 from app.api.native_models import (
     CodeCheck,
@@ -401,7 +410,7 @@ def router(config: Config) -> Router:
             disable_person, enable_person, set_password, verify_email, resend_email_code,
             upload, delete_photo, get_photo, get_thumbnail,
             list_groups, create_group, get_group, delete_group, add_member, remove_member,
-            *native_tokens.ROUTES,
+            *native_tokens.ROUTES, *native_audit.ROUTES,
         ],
         dependencies=DEPENDENCIES,
         exception_handlers={Exception: problem},

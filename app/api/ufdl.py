@@ -120,7 +120,8 @@ async def guarded_caller(request: Request[Any, Any, Any]) -> Principal:
 
 
 @post("/users/list", status_code=200, guards=[staff_only], responses=ERRORS,
-      summary="Users matching the filter body, sorted by slapd (staff)")
+      summary="Users matching the filter body, sorted by slapd (staff)",
+      opt={"reads_only": True})
 async def list_users(caller: Caller, runtime: Rt,
                      data: JSONBody[ListBody] = EMPTY_LIST) -> list[UfdlUser]:
     query = msgspec.structs.replace(data.to_query(runtime.service.types),

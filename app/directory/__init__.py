@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 
 from ldap3 import BASE, SYNC, Connection
 
+from app.directory.audit import AuditedLdap
 from app.directory.codes import CodeState, EmailCodeStore
 from app.directory.errors import CONNECTION_ERRORS
 from app.directory.groups import GroupChanged, Groups
@@ -17,6 +19,7 @@ from app.directory.names import Tree
 from app.directory.operations import Ldap
 from app.directory.people import People, PersonEntry
 from app.directory.pool import ConnectionPool, Endpoint, close_quietly, execute
+from app.directory.replicas import ReplicatedPool
 from app.directory.speedup import install as install_speedup
 
 PROBE_SECONDS = 1.0
@@ -29,12 +32,17 @@ class Directory:
 
     def __init__(self, endpoint: Endpoint, base_dn: str, *, pool_size: int = 4,
                  max_idle: float = 240.0, listing_slots: int = 4,
-                 listing_ttl: float = 5.0) -> None:
+                 listing_ttl: float = 5.0, readers: Sequence[Endpoint] = (),
+                 max_lag: float = 1.0) -> None:
         install_speedup()
         self.endpoint = endpoint
         self.tree = Tree(base_dn)
-        self.pool = ConnectionPool(endpoint, pool_size, max_idle)
-        self.ldap = Ldap(self.pool)
+        # With read replicas (`readers`: [ldap] read_urls), reads may go to
+        # consumers; the pool is the provider's all the same.
+        self.pool = ReplicatedPool(endpoint, pool_size, max_idle, readers, base_dn, max_lag) \
+            if readers else ConnectionPool(endpoint, pool_size, max_idle)
+        # Writes to people and groups say who asked (the audit marker).
+        self.ldap: Ldap = AuditedLdap(self.pool, self.tree)
         self.listing = Listing(endpoint, self.ldap, listing_slots, listing_ttl)
         self.people = People(self.ldap, self.tree, endpoint, self.listing)
         self.groups = Groups(self.ldap, self.tree)

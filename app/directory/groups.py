@@ -37,7 +37,8 @@ class Groups:
         attributes: dict[str, list[str]] = {"cn": [name], "member": [self.tree.placeholder]}
         if description:
             attributes["description"] = [description]
-        self.ldap.add(dn, ["groupOfNames"], attributes, subject="group")
+        # userdirGroup: the group may carry the audit marker (userdirChange).
+        self.ldap.add(dn, ["groupOfNames", "userdirGroup"], attributes, subject="group")
         return dn
 
     def delete(self, dn: str) -> None:

@@ -88,27 +88,34 @@ class Listing:
         """Entries offset..offset+limit-1 (0-based) of the sorted result, and its size."""
         if offset + limit > MAX_POSITION:
             raise InvalidInput("page", "Invalid page: beyond any listing.")
-        self.endpoint.breaker.check()
-        key = (base, filter_string, tuple(sort))
-        slot = self._pick(key)
+        # The provider's, or a consumer's (read replicas: app/directory/replicas.py).
+        endpoint = self.ldap.pool.read_endpoint(base)
+        endpoint.breaker.check()
+        slot = self._pick((endpoint.url, base, filter_string, tuple(sort)))
         try:
             with slot.lock:
                 for attempt in (1, 2):
+                    key = (endpoint.url, base, filter_string, tuple(sort))
                     reuse = self._is_fresh(slot, key)
                     if not reuse:
                         self._reset(slot)
                     started = time.monotonic()
                     try:
-                        return self._fetch(slot, key, base, filter_string, sort, attributes,
-                                           offset, limit, reuse)
+                        return self._fetch(slot, endpoint, key, base, filter_string, sort,
+                                           attributes, offset, limit, reuse)
                     except Unavailable as e:
                         self._reset(slot)
+                        if endpoint is not self.endpoint and attempt == 1:
+                            # A consumer failed: the provider sorts instead.
+                            self.ldap.pool.read_failed(endpoint)
+                            endpoint = self.endpoint
+                            continue
                         # A kept connection that died while idle (slapd
                         # restarted) fails at once: try again on a new one.
                         stale = reuse and time.monotonic() - started < STALE_FAILURE_SECONDS
                         if attempt == 2 or not stale:
                             if isinstance(e, Unreachable):
-                                self.endpoint.breaker.trip()
+                                endpoint.breaker.trip()
                             raise
                 raise AssertionError("unreachable")
         finally:
@@ -142,11 +149,11 @@ class Listing:
             close_quietly(slot.conn)
         slot.conn, slot.key, slot.context = None, None, None
 
-    def _fetch(self, slot: _Slot, key: tuple[Any, ...], base: str, filter_string: str,
-               sort: Sequence[SortKey], attributes: Sequence[str], offset: int, limit: int,
-               reuse: bool) -> tuple[list[Entry], int]:
+    def _fetch(self, slot: _Slot, endpoint: Endpoint, key: tuple[Any, ...], base: str,
+               filter_string: str, sort: Sequence[SortKey], attributes: Sequence[str],
+               offset: int, limit: int, reuse: bool) -> tuple[list[Entry], int]:
         if slot.conn is None:
-            slot.conn = self.endpoint.connect()
+            slot.conn = endpoint.connect()
             slot.created, slot.generation = time.monotonic(), self._generation
             self.sorts_started += 1
         context = slot.context if reuse else None

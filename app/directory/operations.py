@@ -18,8 +18,10 @@ Changes = Mapping[str, list[tuple[str, list[Any]]]]
 
 class Ldap:
     """The gateway's only door to slapd. A read that met a pooled connection
-    which died while idle (slapd restarted) is retried once on a fresh one;
-    writes are not retried."""
+    which died while idle (slapd restarted), or a server found away (a
+    consumer, or the provider of a read a consumer may serve), is retried on
+    a fresh one (of another server): a stale connection and then an absent
+    server, three tries at most. Writes are not retried."""
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
@@ -36,9 +38,9 @@ class Ldap:
         size_limit: int = 0,
         subject: str = "entry",
     ) -> tuple[list[Entry], dict[str, Any]]:
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             try:
-                with self.pool.connection() as conn:
+                with self.pool.reading(base) as conn:
                     result, response = execute(
                         conn, "search", base, filter_string, search_scope=scope,
                         attributes=list(attributes), size_limit=size_limit,
@@ -46,7 +48,7 @@ class Ldap:
                     )
                 break
             except StaleConnection:
-                if attempt == 2:
+                if attempt == 3:
                     raise
         if result["result"] not in (0, 4):  # 4: sizeLimitExceeded still returns entries
             raise_for_result(result, subject)

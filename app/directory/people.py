@@ -315,9 +315,14 @@ class People:
     # --- passwords and binds ----------------------------------------------
 
     def reset_password(self, dn: str, new_password: str) -> None:
-        """RFC 3062 as the service: slapd hashes (olcPasswordHash) and applies ppolicy."""
-        self.ldap.extended(PASSWORD_MODIFY, _password_request(dn, None, new_password),
-                           subject="user")
+        """A Modify replacing userPassword with the cleartext, as the service:
+        ppolicy checks its quality, hashes it (olcPPolicyHashCleartext, with
+        olcPasswordHash's {ARGON2}), stamps pwdChangedTime and clears the
+        failure count and a lockout, as it did for the Password Modify
+        exop (RFC 3062) used before; unlike the exop, a Modify carries the
+        audit marker in the same operation (app/directory/audit.py)."""
+        self.ldap.modify(dn, {"userPassword": [(MODIFY_REPLACE, [new_password])]},
+                         subject="user")
 
     def change_own_password(self, dn: str, old_password: str, new_password: str) -> None:
         """RFC 3062 as the user himself, on his own short-lived connection."""

@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,10 @@ class Breaker:
 
     def reset(self) -> None:
         self._open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self._open_until
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,25 @@ class ConnectionPool:
                 self._idle.put((conn, time.monotonic()))
         finally:
             self._slots.release()
+
+    def reading(self, base: str) -> AbstractContextManager[Connection]:
+        """A connection for a search under `base`: one of this pool's (a
+        ReplicatedPool may hand out a consumer's, app/directory/replicas.py)."""
+        return self.connection()
+
+    def read_endpoint(self, base: str) -> Endpoint:
+        """Where a sorted listing under `base` opens its connection."""
+        return self.endpoint
+
+    def read_failed(self, endpoint: Endpoint) -> None:
+        """A read on `endpoint` (not this pool's own: a consumer's) failed."""
+
+    def routing(self, reads: bool, client: str | None,
+                fresh: bool = False) -> AbstractContextManager[None]:
+        """The scope of one service call: whether it only reads, whose writes
+        it makes, and whether its reads must be fresh (the provider's, for a
+        request that may change something) (app/directory/replicas.py)."""
+        return contextlib.nullcontext()
 
     def _take(self) -> tuple[Connection, bool]:
         """An idle connection (True: reused) or a new one."""

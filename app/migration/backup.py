@@ -7,6 +7,7 @@ image can run it as `python3 -m app.migration.backup`.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -22,7 +23,8 @@ from typing import Any
 from app import embedded
 
 MANIFEST = "manifest.json"
-SECRETS = ("root.password", "service.password", "importer.password", "jwt-signing-key.pem")
+SECRETS = ("root.password", "service.password", "importer.password", "replicator.password",
+           "jwt-signing-key.pem")
 PEERCRED = re.compile(r"gidNumber=\d+\+uidNumber=\d+,cn=peercred,cn=external,cn=auth")
 
 
@@ -38,16 +40,35 @@ def _slap(tool: str, *args: str) -> str:
     return result.stdout
 
 
+def _ldif_value(text: str, attribute: str) -> str | None:
+    """One attribute's value in an LDIF record, folded lines joined (slapd.d
+    wraps at 76 characters: a long suffix or path spans lines)."""
+    unfolded = text.replace("\r\n", "\n").replace("\n ", "")
+    found = re.search(rf"^{attribute}(::?) (.+)$", unfolded, re.MULTILINE)
+    if found is None:
+        return None
+    value = found.group(2).strip()
+    return base64.b64decode(value).decode() if found.group(1) == "::" else value
+
+
 def databases(config_dir: Path) -> list[dict[str, str]]:
-    """The databases slapd.d declares that hold data (mdb: the directory, an accesslog...)."""
+    """The databases slapd.d declares that hold data (mdb: the directory, an
+    accesslog...), with their number, suffix and directory."""
     found = []
     for path in sorted((config_dir / "cn=config").glob("olcDatabase={*}mdb.ldif")):
         text = path.read_text()
         number = re.search(r"olcDatabase=\{(\d+)\}", path.name)
-        suffix = re.search(r"^olcSuffix: (.+)$", text, re.MULTILINE)
+        suffix = _ldif_value(text, "olcSuffix")
         if number and suffix:
-            found.append({"number": number.group(1), "suffix": suffix.group(1).strip()})
+            found.append({"number": number.group(1), "suffix": suffix,
+                          "directory": _ldif_value(text, "olcDbDirectory") or ""})
     return found
+
+
+def _never_written(directory: str) -> bool:
+    """A database slapd has not opened yet (an access log before the first
+    start): slapcat cannot open it; it holds nothing."""
+    return bool(directory) and not (Path(directory) / "data.mdb").exists()
 
 
 def _sha256(path: Path) -> str:
@@ -84,14 +105,16 @@ def backup(data_dir: Path, target: Path) -> dict[str, Any]:
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(target, 0o700)
     files: dict[str, Any] = {}
-    plan = [("config.ldif", "0", "cn=config")] + \
-        [(f"db{d['number']}.ldif", d["number"], d["suffix"]) for d in databases(layout.config_dir)]
-    for name, number, suffix in plan:
+    plan = [("config.ldif", "0", "cn=config", "")] + \
+        [(f"db{d['number']}.ldif", d["number"], d["suffix"], d["directory"])
+         for d in databases(layout.config_dir)]
+    for name, number, suffix, directory in plan:
         path = target / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
-        _slap("slapcat", "-F", str(layout.config_dir), "-n", number, "-o", "ldif_wrap=no",
-              "-l", str(path))
+        if not _never_written(directory):
+            _slap("slapcat", "-F", str(layout.config_dir), "-n", number, "-o", "ldif_wrap=no",
+                  "-l", str(path))
         files[name] = {"database": int(number), "suffix": suffix, "sha256": _sha256(path),
                        "bytes": path.stat().st_size, **_counts(path, suffix)}
     (target / "secrets").mkdir(mode=0o700)
@@ -141,8 +164,14 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> dict[str, A
     layout = embedded.Layout(data_dir)
     if _running(layout):
         raise BackupError(f"slapd is running on {data_dir}: stop it (and the API) first")
-    present = [p for p in (layout.config_dir, layout.db_dir, layout.initialised_marker,
-                           *(data_dir / s for s in SECRETS)) if p.exists()]
+    # Every database directory inside the data directory (the access log's
+    # too): slapadd into one that still holds entries would fail halfway.
+    held = [Path(d["directory"]) for d in databases(layout.config_dir)
+            if d["directory"]] if layout.config_dir.exists() else []
+    inside = [p for p in held if p.resolve().parent == data_dir.resolve()]
+    present = [p for p in dict.fromkeys((layout.config_dir, layout.db_dir, layout.log_db_dir,
+                                         *inside, layout.initialised_marker,
+                                         *(data_dir / s for s in SECRETS))) if p.exists()]
     if present and not force:
         raise BackupError(f"{data_dir} already holds a directory; --force replaces it "
                           "(moving it aside into replaced-<time>/)")
@@ -167,7 +196,7 @@ def restore(source: Path, data_dir: Path, *, force: bool = False) -> dict[str, A
     finally:
         scratch.unlink(missing_ok=True)
     for name, facts in manifest["files"].items():
-        if name.startswith("db"):
+        if name.startswith("db") and facts["entries"]:
             _slap("slapadd", "-q", "-F", str(layout.config_dir), "-n", str(facts["database"]),
                   "-l", str(source / name))
         elif name.startswith("secrets/"):

@@ -12,6 +12,21 @@ from app.scim.application import UserdirScimApplication
 from app.scim.schemas import build
 
 PREFIX = "/scim"
+_ENDPOINTS = {"Users", "Groups", "Schemas", "ResourceTypes", "ServiceProviderConfig", "Me",
+              "Bulk", ".search"}
+
+
+def route_template(path: str) -> str:
+    """A SCIM path as a route template, for logs, metrics and audit records:
+    a resource's id becomes {id}; anything unknown is one template."""
+    parts = path.removeprefix(f"{PREFIX}/v2").strip("/").split("/")
+    if not parts[0]:
+        return f"{PREFIX}/v2"
+    if parts[0] not in _ENDPOINTS or len(parts) > 2:
+        return f"{PREFIX}/v2/{{unknown}}"
+    if len(parts) == 2 and parts[1] != ".search":
+        parts[1] = "{id}"
+    return f"{PREFIX}/v2/" + "/".join(parts)
 
 
 def mount(config: Config) -> ASGIRouteHandler:
@@ -21,7 +36,9 @@ def mount(config: Config) -> ASGIRouteHandler:
     base_url = f"{config.public_url}{PREFIX}/v2"
     built: list[tuple[Runtime, UserdirScimApplication]] = []
 
-    @asgi(PREFIX, is_mount=True, copy_scope=True)
+    @asgi(PREFIX, is_mount=True, copy_scope=True,
+          opt={"dialect": "scim", "route_template": route_template,
+               "reads_only": lambda path: path.rstrip("/").endswith("/.search")})
     async def scim(scope: Scope, receive: Receive, send: Send) -> None:
         runtime: Runtime = scope["app"].state.runtime
         if not built or built[0][0] is not runtime:  # a new lifespan, a new Runtime

@@ -19,6 +19,7 @@ from scim2_server.service import ScimService
 
 from app.auth import TokenError, bearer_token
 from app.domain import DomainError
+from app.requests import identify
 from app.runtime import Runtime
 from app.scim.listing import ScimHandler
 from app.scim.requests import completed, rewritten, wants_completion
@@ -104,6 +105,7 @@ class UserdirScimApplication(ASGIApplication):
                 raise UnauthorizedException(detail="unknown or revoked token")
             if "scim" not in holder.scopes:
                 raise ForbiddenException(detail="this token has no scim scope")
+            identify(f"token:{holder.name}")  # the audit records' actor
             return Caller("token", holder.name)
         try:
             with scim_errors():

@@ -36,7 +36,7 @@ from app.domain import (
     Profile,
     check_profile,
 )
-from app.service.base import ServiceBase, reads, writes
+from app.service.base import reads, writes
 from app.service.teams import Teams
 from app.service.users import ACTIVE_ADMINS_LOCK, LAST_ADMIN, Users
 
@@ -54,13 +54,6 @@ class Provisioning(Teams, Users):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.store = AccountStore(self.directory)
-
-    @classmethod
-    def beside(cls, service: ServiceBase) -> Provisioning:
-        """Sharing the directory and the thread pools of the running service."""
-        return cls(service.directory, service.types, gid_number=service.gid_number,
-                   pictures=service.pictures, pools=service.pools, codes=service.codes,
-                   max_password_bytes=service.max_password_bytes)
 
     # --- reading -----------------------------------------------------------
 

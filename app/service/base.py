@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from app.bulkhead import Bulkhead, Observer
+from app.bulkhead import Bulkhead, Observer, current_client
 from app.directory import Directory, PersonEntry
 from app.directory.doctor import Leftovers
 from app.directory.schema import (
@@ -30,6 +30,7 @@ from app.domain import (
 )
 from app.lru import Lru
 from app.pictures import Pictures
+from app.requests import changing
 from app.verification import EmailCodes
 
 P = ParamSpec("P")
@@ -64,15 +65,23 @@ class Pools:
 
 
 def _offloaded(
-    pool: str, invalidates: bool,
+    pool: str, invalidates: bool, replicas: bool = False,
 ) -> Callable[[Callable[Concatenate[S, P], T]],
               Callable[Concatenate[S, P], Coroutine[Any, Any, T]]]:
     def decorate(
         method: Callable[Concatenate[S, P], T],
     ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
         async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            routing, client = self.directory.pool.routing, current_client.get()
+            unsafe = changing()  # a POST's caller lookup reads the provider
+
+            def routed() -> T:
+                # May its searches go to a read replica, and whose writes does
+                # it make (read-your-writes: app/directory/replicas.py)?
+                with routing(replicas, client, fresh=unsafe):
+                    return method(self, *args, **kwargs)
             try:
-                result: T = await getattr(self.pools, pool).run(method, self, *args, **kwargs)
+                result: T = await getattr(self.pools, pool).run(routed)
                 return result
             finally:
                 if invalidates:
@@ -82,7 +91,7 @@ def _offloaded(
     return decorate
 
 
-reads = _offloaded("directory", invalidates=False)
+reads = _offloaded("directory", invalidates=False, replicas=True)
 writes = _offloaded("directory", invalidates=True)
 # A password checked by a bind as the user: slapd verifies an argon2 hash.
 binds = _offloaded("binds", invalidates=False)
@@ -107,6 +116,14 @@ class ServiceBase:
         self.group_types = GroupTypes(types, {t: tree.group(t) for t in types.names})
         # Whether an entry, at a given version, has a picture (see with_pictures).
         self.pictured: Lru[tuple[str, str], bool] = Lru(PICTURE_FLAGS)
+
+    @classmethod
+    def beside(cls: type[S], service: ServiceBase) -> S:
+        """A service of this kind sharing the directory and the thread pools
+        of the running one (SCIM's, the tokens', the audit's)."""
+        return cls(service.directory, service.types, gid_number=service.gid_number,
+                   pictures=service.pictures, pools=service.pools, codes=service.codes,
+                   max_password_bytes=service.max_password_bytes)
 
     def close(self) -> None:
         self.pools.close()

@@ -46,6 +46,7 @@ def routers(config: Config) -> list[Router]:
         route_handlers=[*signin.ROUTES, *people.ROUTES, *person.ROUTES, upload, *me.ROUTES,
                         *groups.ROUTES],
         dependencies=DEPENDENCIES,
+        tags=["console"],  # the dialect its requests are counted, logged and audited under
         middleware=[DefineMiddleware(ConsoleForms)],
         # HTTPException too: the app's own handler for it (404s in the dialects' formats)
         # would otherwise be the nearer match.

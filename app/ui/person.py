@@ -9,7 +9,10 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from app.api import Rt, codes
+from app.api.native_audit import trail_of
+from app.audit import AuditQuery, AuditRecord
 from app.auth import require_admin, require_self_or_admin, require_self_or_staff
+from app.directory.audit_log import NoAuditLog
 from app.domain import DomainError
 from app.mail import MailUnavailable
 from app.runtime import Runtime
@@ -26,18 +29,37 @@ def is_invited(user: Any) -> bool:
                 and user.pending_email.lower() == user.email.lower())
 
 
+HISTORY = 20  # the newest changes shown; GET /audit?user= has them all
+
+
+async def history(runtime: Runtime, viewer: Viewer, username: str
+                  ) -> tuple[list[AuditRecord], int] | None:
+    """The newest changes to him, by any client (admins: the audit log is
+    theirs); None where the directory keeps no audit log."""
+    if not viewer.user.is_admin:
+        return [], 0
+    try:
+        found = await trail_of(runtime).audit(AuditQuery(user=username, limit=HISTORY))
+    except NoAuditLog:
+        return None
+    return found.records, found.total
+
+
 async def person_page(runtime: Runtime, viewer: Viewer, username: str, *, status: int = 200,
                       **extra: Any) -> Template:
     require_self_or_staff(viewer.user, username)
     user = await runtime.service.get_user(username)
     groups = await runtime.service.groups_of(user.username)
     has_picture = bool(await runtime.service.with_pictures([user]))
+    changes = await history(runtime, viewer, user.username)
     context: dict[str, Any] = {
         "person": user, "name": display_name(user), "fields": FIELDS,
         "values": values_of(user), "errors": {}, "groups": groups,
         "has_picture": has_picture, "generated": None,
         "types": runtime.config.users.account_types, "invited": is_invited(user),
-        "may_edit": viewer.user.is_admin, "notice": None, **extra,
+        "may_edit": viewer.user.is_admin, "notice": None,
+        "history": changes[0] if changes else [], "history_total": changes[1] if changes else 0,
+        "audited": changes is not None, **extra,
     }
     return page("person.html", viewer, status=status, **context)
 
