@@ -21,10 +21,12 @@ soak: $(TEST_STAMP)
 	USERDIR_SOAK=1 timeout 1800 $(VENV)/bin/pytest tests/test_concurrency.py \
 	  tests/test_invariants.py tests/test_faults.py tests/test_fuzz.py
 
-# Writes bench/RESULTS.md and bench/results.json (7-8 minutes on a busy 2-core machine; wrk is
-# used for throughput runs when installed: apt-get install wrk). A smoke run:
+# Writes bench/RESULTS.md and bench/results.json (about 13 minutes on a 2-core machine: 1k, 10k
+# and 100k users, abuse, the audit log's cost, read replicas, large groups; wrk is used for
+# throughput runs when installed: apt-get install wrk). A smoke run:
 # `make bench BENCH_ARGS=--quick` (1000 users, short runs, written to
-# /tmp/userdir-bench-quick); `python -m bench --help` lists the options.
+# /tmp/userdir-bench-quick); `--no-abuse`, `--no-audit`, `--no-replicas` and `--no-scale` leave
+# parts out; `python -m bench --help` lists the options.
 BENCH_ARGS ?=
 bench: $(TEST_STAMP)
 	@command -v wrk >/dev/null || [ "$$(id -u)" -ne 0 ] || apt-get install -y wrk >/dev/null

@@ -138,6 +138,7 @@ class PicturesConfig(_Section):
 class ListingConfig(_Section):
     context_ttl: Annotated[float, Meta(ge=0)] = 5.0
     contexts: Annotated[int, Meta(ge=1, le=16)] = 4
+    sort_timeout: Seconds = 20.0
     max_per_page: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 

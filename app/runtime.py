@@ -43,6 +43,7 @@ class Runtime:
                               max_idle=ldap.max_idle,
                               listing_slots=config.listing.contexts,
                               listing_ttl=config.listing.context_ttl,
+                              sort_timeout=config.listing.sort_timeout,
                               readers=[endpoint_at(url) for url in ldap.read_urls],
                               max_lag=ldap.max_lag)
         types = AccountTypes(config.users.account_types, config.users.default_account_type)

@@ -147,6 +147,17 @@ READ_TARGET = 0.8  # reading from consumers may cost this much of the provider-o
 LAG_TARGET_MS = 1000.0  # ldap.max_lag's default: a consumer behind it is skipped
 
 
+def bound(url: str, dn: str, password: str, within: float) -> Connection:
+    deadline = time.monotonic() + within
+    while True:
+        conn = Connection(url, dn, password)
+        if conn.bind():
+            return conn
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"could not bind to {url} within {within:.0f} s: {conn.result}")
+        time.sleep(0.2)
+
+
 def wait_until_synced(provider: Connection, consumer: Connection, within: float) -> None:
     wanted = read_csns(provider, BASE_DN)
     deadline = time.monotonic() + within
@@ -194,7 +205,8 @@ def run_all(run: Run, size: int, password_hash: str) -> None:
                 slapds.append(embedded.Slapd(data, free_port()))
                 slapds[-1].start()
             dn = embedded.service_dn(BASE_DN)
-            watches = [Connection(s.url, dn, service_password, auto_bind=True) for s in slapds]
+            # A consumer knows the service account once it has copied it.
+            watches = [bound(s.url, dn, service_password, SYNC_WITHIN) for s in slapds]
             for consumer in watches[1:]:
                 wait_until_synced(watches[0], consumer, SYNC_WITHIN)
             _reads(run, root, size, provider.url, [s.url for s in slapds[1:]], service_password)

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ldap3 import NONE, SYNC, Connection, Server
+from ldap3 import BASE, LEVEL, NONE, SUBTREE, SYNC, Connection, Server
 from ldap3.core.server import Server as ServerClass
+from ldap3.strategy.base import BaseStrategy
 from ldap3.utils.asn1 import encode
 from pyasn1.type import univ
 
@@ -291,3 +292,82 @@ def test_an_octet_below_zero(conn: Any) -> None:
 def test_answers_are_read_back(conn: Any) -> None:
     conn.search(PEOPLE, "(cn=Zo\\c3\\ab*)", attributes=["cn"])
     assert [e["attributes"]["cn"] for e in conn.response] == [["Zoë Ĳssel"]]
+
+
+# --- entries read back: ber.search_entry against ldap3's own decoder ---------------
+
+class Recorder:
+    """The messages a strategy receives, kept as they came off the socket."""
+
+    def __init__(self, receiving: Any) -> None:
+        self.receiving = receiving
+        self.messages: list[bytes] = []
+
+    def __call__(self) -> Any:
+        messages = self.receiving()
+        self.messages += [bytes(m) for m in messages]
+        return messages
+
+
+def read_both_ways(conn: Any, message: bytes) -> tuple[Any, Any]:
+    stock = BaseStrategy.decode_response_fast(conn.strategy,
+                                             speedup.STOCK_DECODE_MESSAGE(message))
+    fast = conn.strategy.decode_response_fast(speedup.decode_message(message))
+    return stock, fast
+
+
+def assert_read_alike(conn: Any, message: bytes) -> None:
+    stock, fast = read_both_ways(conn, message)
+    assert fast == stock
+    for key in ("attributes", "raw_attributes"):
+        if key in stock:
+            assert type(fast[key]) is type(stock[key])
+            assert list(fast[key].items()) == list(stock[key].items())
+            assert [type(v) for vs in fast[key].values() for v in vs or []] == \
+                [type(v) for vs in stock[key].values() for v in vs or []]
+
+
+def test_entries_are_read_as_ldap3_reads_them(conn: Any) -> None:
+    """Every message of a corpus of real answers (unicode, binary and long
+    values, operational attributes, the schema, the root DSE, VLV and
+    paged results) reads the same both ways, and entries take the short way."""
+    binary = f"uid=binary,{PEOPLE}"
+    conn.delete(binary)
+    assert conn.add(binary, ["inetOrgPerson"], {
+        "uid": "binary", "cn": "Binary", "sn": "B", "jpegPhoto": bytes(range(256)) * 300,
+        "description": ["é" * 40000, "plain"], "mail": ["b1@example.org", "b2@example.org"]})
+    recorder = Recorder(conn.strategy.receiving)
+    conn.strategy.receiving = recorder
+    try:
+        for base, scope, selection in [
+                (PEOPLE, SUBTREE, ["*", "+"]), (PEOPLE, SUBTREE, USER_ATTRIBUTES),
+                (PEOPLE, SUBTREE, ["1.1"]), (binary, BASE, ["jpegPhoto", "description"]),
+                ("", BASE, ["+"]), ("cn=subschema", BASE, ["*", "+"]),
+                (PEOPLE, LEVEL, ["cn;lang-fr", "CN", "objectclass"])]:
+            assert conn.search(base, "(objectClass=*)", scope, attributes=selection)
+        keys = [SortKey("uid", "2.5.13.3")]
+        conn.search(PEOPLE, "(objectClass=*)", SUBTREE, attributes=["uid"],
+                    controls=[server_sort(keys), virtual_list_view(2, 2)])
+        conn.search(PEOPLE, "(objectClass=*)", SUBTREE, attributes=["uid"], paged_size=2)
+    finally:
+        conn.strategy.receiving = recorder.receiving
+    entries = [m for m in recorder.messages if ber.search_entry(m) is not None]
+    assert len(entries) >= 20 and len(recorder.messages) > len(entries)
+    for message in recorder.messages:
+        assert_read_alike(conn, message)
+    assert any(len(m) > 65536 for m in entries)  # lengths in three octets
+
+
+def test_odd_entries_are_left_to_ldap3(conn: Any) -> None:
+    entry = ber.tlv(0x64, ber.tlv(ber.OCTET_STRING, b"uid=x,dc=example,dc=org") + ber.tlv(
+        ber.SEQUENCE, ber.tlv(ber.SEQUENCE, ber.tlv(ber.OCTET_STRING, b"cn")
+                              + ber.tlv(ber.SET, b""))))  # a type without values
+    plain = ber.message(7, entry)
+    assert ber.search_entry(plain) == (7, b"uid=x,dc=example,dc=org", [(b"cn", [])])
+    assert_read_alike(conn, plain)
+    with_controls = ber.message(7, entry, ber.controls([ber.control(b"1.2.3", False, b"v")]))
+    assert ber.search_entry(with_controls) is None
+    assert_read_alike(conn, with_controls)
+    for broken in (plain[:-1], plain + b"\x00", plain[:3], b"", b"\x30\x80" + plain[2:],
+                   plain.replace(b"\x31\x00", b"\x31\x05")):
+        assert ber.search_entry(broken) is None

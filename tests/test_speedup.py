@@ -7,11 +7,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import ldap3.operation.search as search_module
+import ldap3.strategy.sync as sync_module
 import pytest
 from ldap3 import ASYNC, BASE, NONE, RESTARTABLE, SAFE_SYNC, SCHEMA, SYNC, Connection, Server
 from ldap3.core.exceptions import LDAPAttributeError, LDAPSocketOpenError
+from ldap3.strategy.base import BaseStrategy
+from ldap3.strategy.sync import SyncStrategy
 from ldap3.utils import conv
 from ldap3.utils.log import (
+    EXTENDED,
     PROTOCOL,
     get_library_log_activation_lavel,
     get_library_log_detail_level,
@@ -176,3 +180,53 @@ def test_a_closed_connection_fails_as_in_ldap3(plain: Any) -> None:
     plain.unbind()
     with pytest.raises(LDAPSocketOpenError):
         plain.search(PEOPLE, "(objectClass=*)", BASE)
+
+
+# --- entries read back by ber.search_entry: what is left to ldap3 ---------------
+
+def responses_both_ways(conn: Any, monkeypatch: pytest.MonkeyPatch,
+                        *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    conn.search(*args, **kwargs)
+    fast = conn.response
+    with monkeypatch.context() as stock:
+        stock.setattr(sync_module, "decode_message_fast", speedup.STOCK_DECODE_MESSAGE)
+        stock.setattr(SyncStrategy, "decode_response_fast", BaseStrategy.decode_response_fast)
+        conn.search(*args, **kwargs)
+    return fast, conn.response
+
+
+def test_a_connection_with_a_schema_reads_entries_as_ldap3_does(
+        slapd: SlapdInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values formatted by the schema (uidNumber an int, single values alone)."""
+    speedup.install()
+    conn = connect(slapd, get_info=SCHEMA)
+    try:
+        fast, stock = responses_both_ways(conn, monkeypatch, BASE_DN, "(objectClass=*)",
+                                          attributes=["cn", "uidNumber", "createTimestamp",
+                                                      "member"])
+    finally:
+        conn.unbind()
+    assert fast == stock and fast
+    assert any(isinstance(e["attributes"].get("uidNumber"), int) for e in fast)
+
+
+def test_a_service_connection_reads_entries_as_ldap3_does(
+        plain: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, stock = responses_both_ways(plain, monkeypatch, BASE_DN, "(objectClass=*)",
+                                      attributes=["*", "+"])
+    assert fast == stock and len(fast) > 2
+
+
+def test_ldap3_extended_logging_sees_the_entries(
+        plain: Any, caplog: pytest.LogCaptureFixture) -> None:
+    level, detail = get_library_log_activation_lavel(), get_library_log_detail_level()
+    set_library_log_detail_level(EXTENDED)
+    set_library_log_activation_level(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="ldap3"):
+            plain.search(PEOPLE, "(objectClass=*)", BASE, attributes=["ou"])
+    finally:
+        set_library_log_activation_level(level)
+        set_library_log_detail_level(detail)
+    assert plain.response[0]["attributes"]["ou"] == ["people"]
+    assert any("ldap message received" in r.getMessage() for r in caplog.records)

@@ -32,7 +32,8 @@ class Directory:
 
     def __init__(self, endpoint: Endpoint, base_dn: str, *, pool_size: int = 4,
                  max_idle: float = 240.0, listing_slots: int = 4,
-                 listing_ttl: float = 5.0, readers: Sequence[Endpoint] = (),
+                 listing_ttl: float = 5.0, sort_timeout: float | None = None,
+                 readers: Sequence[Endpoint] = (),
                  max_lag: float = 1.0) -> None:
         install_speedup()
         self.endpoint = endpoint
@@ -43,7 +44,7 @@ class Directory:
             if readers else ConnectionPool(endpoint, pool_size, max_idle)
         # Writes to people and groups say who asked (the audit marker).
         self.ldap: Ldap = AuditedLdap(self.pool, self.tree)
-        self.listing = Listing(endpoint, self.ldap, listing_slots, listing_ttl)
+        self.listing = Listing(endpoint, self.ldap, listing_slots, listing_ttl, sort_timeout)
         self.people = People(self.ldap, self.tree, endpoint, self.listing)
         self.groups = Groups(self.ldap, self.tree)
         self.locks = Locks(self.ldap, self.tree)

@@ -136,3 +136,90 @@ def controls(encoded: Sequence[bytes]) -> bytes:
 
 def message(message_id: int, operation: bytes, encoded_controls: bytes = b"") -> bytes:
     return tlv(SEQUENCE, integer(message_id) + operation + encoded_controls)
+
+
+# --- reading: the message slapd sends most ---------------------------------
+
+SEARCH_RESULT_ENTRY = 0x64  # [APPLICATION 4], constructed
+SET = 0x31
+INTEGER = 0x02
+Entry = tuple[int, bytes, list[tuple[bytes, list[bytes]]]]
+
+
+def _length(data: bytes, at: int) -> tuple[int, int]:
+    """The length whose octets start at `at`, and where its content starts.
+    IndexError for anything but a definite length of at most 8 octets."""
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    count = first & 0x7F
+    if not 0 < count <= 8:
+        raise IndexError("indefinite or oversized length")
+    start = at + 1 + count
+    if start > len(data):
+        raise IndexError("truncated length")
+    return int.from_bytes(data[at + 1:start], "big"), start
+
+
+def _octets(data: bytes, at: int, end: int) -> tuple[bytes, int]:
+    """An OCTET STRING (primitive, tag 0x04) at `at` that ends by `end`."""
+    start, stop = _container(data, at, OCTET_STRING, end)
+    return data[start:stop], stop
+
+
+def _container(data: bytes, at: int, tag: int, end: int) -> tuple[int, int]:
+    """(start, end) of the content of the `tag` element at `at`, inside `end`."""
+    if data[at] != tag:
+        raise IndexError("unexpected tag")
+    size, start = _length(data, at + 1)
+    stop = start + size
+    if stop > end:
+        raise IndexError("overruns its container")
+    return start, stop
+
+
+def search_entry(message: bytes) -> Entry | None:
+    """(messageID, objectName, [(type, [values])]) of an LDAPMessage that is
+    a SearchResultEntry without controls (RFC 4511 §4.5.2), exactly as
+    ldap3's decoder reads it; None for any other message or any encoding
+    this does not expect, which ldap3 then reads itself. The inner loop
+    reads short lengths inline: it runs once per value of every entry."""
+    try:
+        body, end = _container(message, 0, SEQUENCE, len(message))
+        if end != len(message) or message[body] != INTEGER:
+            return None
+        size, at = _length(message, body + 1)
+        if size == 0:
+            return None
+        message_id = int.from_bytes(message[at:at + size], "big", signed=True)
+        at, operation_end = _container(message, at + size, SEARCH_RESULT_ENTRY, end)
+        if operation_end != end:  # controls follow
+            return None
+        name, at = _octets(message, at, operation_end)
+        at, attributes_end = _container(message, at, SEQUENCE, operation_end)
+        if attributes_end != operation_end:
+            return None
+        attributes: list[tuple[bytes, list[bytes]]] = []
+        while at < attributes_end:
+            at, attribute_end = _container(message, at, SEQUENCE, attributes_end)
+            kind, at = _octets(message, at, attribute_end)
+            at, values_end = _container(message, at, SET, attribute_end)
+            if values_end != attribute_end:
+                return None
+            values = []
+            while at < values_end:
+                if message[at] != OCTET_STRING:
+                    return None
+                size = message[at + 1]
+                if size < 0x80:
+                    start = at + 2
+                else:
+                    size, start = _length(message, at + 1)
+                at = start + size
+                if at > values_end:
+                    return None
+                values.append(message[start:at])
+            attributes.append((kind, values))
+        return message_id, name, attributes
+    except IndexError:
+        return None

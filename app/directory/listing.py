@@ -57,10 +57,14 @@ class _Slot:
 
 
 class Listing:
-    def __init__(self, endpoint: Endpoint, ldap: Ldap, slots: int, ttl: float) -> None:
+    def __init__(self, endpoint: Endpoint, ldap: Ldap, slots: int, ttl: float,
+                 sort_timeout: float | None = None) -> None:
         self.endpoint = endpoint
         self.ldap = ldap
         self.ttl = ttl
+        # slapd sorts every candidate before the first window: at a million
+        # people that takes seconds, longer than an ordinary answer may.
+        self.sort_timeout = sort_timeout
         self._slots = [_Slot() for _ in range(slots)]
         self._choose = threading.Lock()
         self._generation = 0
@@ -153,7 +157,7 @@ class Listing:
                filter_string: str, sort: Sequence[SortKey], attributes: Sequence[str],
                offset: int, limit: int, reuse: bool) -> tuple[list[Entry], int]:
         if slot.conn is None:
-            slot.conn = endpoint.connect()
+            slot.conn = endpoint.connect(receive_timeout=self.sort_timeout)
             slot.created, slot.generation = time.monotonic(), self._generation
             self.sorts_started += 1
         context = slot.context if reuse else None

@@ -8,6 +8,13 @@ the server only needs the server encoding, which is read here once. Bytes
 that are not in that encoding, and everything else, still go through
 ldap3's own function, so the results are the same.
 
+Entries: ldap3 reads every answer with a generic BER decoder into tuples,
+then walks them into dicts. A SearchResultEntry without controls (nearly
+every message a search brings back) is read by ber.search_entry straight
+into the same dict (tests/test_ber.py compares both on real answers); any
+other message, a connection that checks names against a schema, or ldap3's
+extended logging, goes ldap3's own way.
+
 Encoding: ldap3 builds each search request as a tree of pyasn1 objects,
 walks it with pyasn1's generic encoder, then reads it back into a dict for
 its bookkeeping (`Connection.request`): with userdir's thirty attribute
@@ -25,6 +32,7 @@ from typing import Any
 
 import ldap3
 import ldap3.operation.search as search_module
+import ldap3.strategy.sync as sync_module
 from ldap3 import (
     ALL_ATTRIBUTES,
     BASE,
@@ -42,16 +50,20 @@ from ldap3.core.exceptions import LDAPSocketSendError, communication_exception_f
 from ldap3.core.results import RESULT_SUCCESS
 from ldap3.protocol.rfc2696 import paged_search_control
 from ldap3.protocol.rfc4511 import LDAPOID, Control, ControlValue
+from ldap3.strategy.base import BaseStrategy
 from ldap3.strategy.sync import SyncStrategy
 from ldap3.utils.asn1 import encode
+from ldap3.utils.ciDict import CaseInsensitiveDict
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import safe_dn
-from ldap3.utils.log import ERROR, log_enabled
+from ldap3.utils.log import ERROR, EXTENDED, log_enabled
 
 from app.directory import ber
 
 _ORIGINAL = search_module.to_unicode
 STOCK_SEARCH = Connection.search
+STOCK_DECODE_MESSAGE = sync_module.decode_message_fast
+_READ = "userdir-entry"  # the key of an entry ber.search_entry has read
 MEASURED = "2.9.1"
 _SELECTIONS: dict[tuple[str, ...], bytes] = {}
 
@@ -65,6 +77,76 @@ def install() -> None:
         search_module.to_unicode = _decoder(ldap3.get_config_parameter("DEFAULT_SERVER_ENCODING"))
     if ldap3.__version__ == MEASURED and Connection.search is STOCK_SEARCH:
         Connection.search = search
+    if ldap3.__version__ == MEASURED and sync_module.decode_message_fast is STOCK_DECODE_MESSAGE:
+        insensitive = bool(ldap3.get_config_parameter("CASE_INSENSITIVE_ATTRIBUTE_NAMES"))
+        sync_module.decode_message_fast = decode_message
+        SyncStrategy.decode_response_fast = _entry_reader(
+            ldap3.get_config_parameter("DEFAULT_SERVER_ENCODING"), insensitive)
+
+
+def decode_message(message: bytes) -> dict[str, Any]:
+    """ldap3's decode_message_fast, but an entry is read by ber.search_entry
+    (its tuples are kept aside for decode_response_fast)."""
+    if not log_enabled(EXTENDED):  # that log prints ldap3's own decoded tree
+        entry = ber.search_entry(message)
+        if entry is not None:
+            return {"messageID": entry[0], "protocolOp": 4, "payload": None,
+                    "controls": None, _READ: (entry, message)}
+    decoded: dict[str, Any] = STOCK_DECODE_MESSAGE(message)
+    return decoded
+
+
+def _entry_reader(server_encoding: str, insensitive: bool) -> Any:
+    def decode_response_fast(self: Any, ldap_message: dict[str, Any]) -> dict[str, Any]:
+        """BaseStrategy.decode_response_fast, given an entry read by ber.search_entry."""
+        found = ldap_message.get(_READ)
+        if found is None:
+            return BaseStrategy.decode_response_fast(self, ldap_message)  # type: ignore[no-any-return]
+        (_, dn, attributes), message = found
+        if self.connection.check_names:  # values formatted by the schema: ldap3's way
+            return BaseStrategy.decode_response_fast(  # type: ignore[no-any-return]
+                self, STOCK_DECODE_MESSAGE(message))
+        raw: list[tuple[str, Any]] = []
+        decoded: list[tuple[str, Any]] = []
+        for kind, values in attributes:
+            try:
+                name = kind.decode(server_encoding)
+            except UnicodeDecodeError:
+                name = search_module.to_unicode(kind, from_server=True)
+            if not values:
+                raw.append((name, None))
+                decoded.append((name, None))
+                continue
+            raw.append((name, values))
+            try:
+                decoded.append((name, [value.decode(server_encoding) for value in values]))
+            except UnicodeDecodeError:  # ldap3's other encodings, then bytes
+                decoded.append((name, search_module.decode_vals_fast(
+                    [(0, False, 4, value) for value in values])))
+        build = _insensitive if insensitive else dict
+        return {"raw_dn": dn, "dn": search_module.to_unicode(dn, from_server=True),
+                "raw_attributes": build(raw), "attributes": build(decoded),
+                "type": "searchResEntry"}
+    return decode_response_fast
+
+
+def _insensitive(pairs: list[tuple[str, Any]]) -> Any:
+    """CaseInsensitiveDict(pairs), as its __setitem__ would fill it one by
+    one (a key met again in another case updates the first), filled at once."""
+    store: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    for key, item in pairs:
+        folded = key.strip().lower()
+        first = keys.get(folded)
+        if first is None:
+            store[key] = item
+            keys[folded] = key
+        else:
+            store[first] = item
+    made = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+    made._store = store
+    made._case_insensitive_keymap = keys
+    return made
 
 
 def _decoder(server_encoding: str) -> Any:
