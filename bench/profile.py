@@ -37,7 +37,7 @@ CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
         _files(r"app/directory/ber\.py", r"pyasn1/codec/ber/encoder", r"ldap3/operation/",
                r"ldap3/protocol/convert", r"ldap3/core/connection\.py").pattern
         + r"|BaseStrategy\.send")),
-    ("parsing slapd's answer (BER)", _files(
+    ("receiving and reading slapd's answer (ldap3, BER)", _files(
         r"pyasn1/codec/ber/decoder", r"ldap3/", r"app/directory/speedup\.py")),
     ("socket calls", _files(r"socket\.py", r"selectors\.py", r"ssl\.py")),
     ("JWT verification", _files(r"jwt/", r"cryptography/")),

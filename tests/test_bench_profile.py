@@ -17,7 +17,7 @@ def test_the_innermost_known_frame_names_the_sample() -> None:
         "building the search request (BER)"
     assert categorise(WORKER + ";SyncStrategy.post_send_search (ldap3/strategy/sync.py:178);"
                       "decode_sequence (ldap3/utils/asn1.py:124)") == \
-        "parsing slapd's answer (BER)"
+        "receiving and reading slapd's answer (ldap3, BER)"
     assert categorise(LOOP + ";Authenticator.verify (app/auth.py:200);"
                       "decode_complete (jwt/api_jws.py:250)") == "JWT verification"
     assert categorise(LOOP + ";encode (/usr/lib/python3/site-packages/msgspec/json.py:10)") == \

@@ -7,13 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from litestar.testing import TestClient
 
 from app import cli, embedded
+from app.audit import AuditQuery
 from app.config import load_config
+from app.directory.audit_log import NoAuditLog
 from app.domain import NewUser
+from app.main import create_app
 from app.provisioning import parse_ldif
 from app.runtime import Runtime
+from app.service.audit import AuditTrail
 from tests.conftest import BASE_DN, PASSWORD, free_port, run
+from tests.ui_helpers import sign_in
 
 STOCK_CONFIG = """\
 dn: cn=config
@@ -95,8 +101,16 @@ def test_init_sets_up_a_stock_server(stock: tuple[str, Path],
         assert admin.account_type == "admin"
         user = run(runtime.service.create_user(NewUser(username="inited", password=PASSWORD)))
         assert user.account_type == "user" and user.id == embedded.FIRST_UID_NUMBER + 1
+        # made without --log-directory: no audit log, said as such (it was a
+        # plain "not found", and an admin's console page of anyone a 404)
+        with pytest.raises(NoAuditLog):
+            run(AuditTrail.beside(runtime.service).audit(AuditQuery(user="inited")))
     finally:
         runtime.close()
+    with TestClient(app=create_app(config)) as client:
+        sign_in(client, "admin", "Init-Admin-Pass-1")
+        page = client.get("/ui/people/inited")
+        assert page.status_code == 200 and "This directory keeps no audit log." in page.text
     # a user's password is hashed by slapd; the root DN has no password left
     dump = subprocess.run(["slapcat", "-F", str(tmp / "slapd.d"), "-b", BASE_DN],
                           capture_output=True, text=True, check=True).stdout

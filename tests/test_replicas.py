@@ -605,6 +605,28 @@ def test_the_same_ldif_makes_a_consumer_of_a_stock_server(
         process.wait(10)
 
 
+def test_a_clients_mark_only_moves_forward(runtime: Runtime) -> None:
+    """Two writes of one client finishing out of order: the later mark read
+    may be the older; what the client must read is the newest of both."""
+    pool = pool_of(runtime)
+    ahead = {"000": "29991231235959.999999Z#000000#000#000000"}
+    pool._marks.put("192.0.2.70", dict(ahead))
+    pool._remember("192.0.2.70")
+    mark = pool._marks.get("192.0.2.70")
+    assert mark is not None and mark["000"] == ahead["000"]
+
+
+def test_only_the_directory_itself_is_read_from_consumers(runtime: Runtime) -> None:
+    pool = pool_of(runtime)
+    wait_until(lambda: pool.freshness.lag(pool.replicas[0]) == 0, "the watcher to see the consumer")
+    with pool.routing(reads=True, client="192.0.2.71"):
+        assert pool._choose(f"ou=people,{BASE_DN}") is not None
+        assert pool._choose(BASE_DN) is not None
+        assert pool._choose("dc=myexample,dc=org") is None
+        assert pool._choose("ou=people,dc=myexample,dc=org") is None
+        assert pool._choose("cn=accesslog") is None
+
+
 def test_covers_compares_csns_per_server() -> None:
     have = {"000": "20260101000000.000002Z#000000#000#000000"}
     assert covers(have, {"000": "20260101000000.000001Z#000000#000#000000"})

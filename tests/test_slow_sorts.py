@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from app.directory.pool import Endpoint
 from app.domain import Unavailable, UserQuery
 from app.runtime import Runtime
 from tests.conftest import SlapdInstance, create, make_config, run
@@ -52,13 +54,22 @@ def listing_runtime(slapd: SlapdInstance, folder: Path, sort_timeout: float) -> 
 @pytest.mark.parametrize("sort_timeout", [6.0, 1.0])
 def test_a_slow_sort_is_waited_for_up_to_its_own_timeout(
         private_slapd: SlapdInstance, tmp_path: Path, held: threading.Event,
-        sort_timeout: float) -> None:
+        monkeypatch: pytest.MonkeyPatch, sort_timeout: float) -> None:
+    """The listing's connection is made and bound as any other (operation
+    timeout: 1 s); then slapd is held still while it sorts."""
     runtime = listing_runtime(private_slapd, tmp_path, sort_timeout)
+    connect = Endpoint.connect
+
+    def bound_then_held(self: Endpoint, *args: Any, **kwargs: Any) -> Any:
+        conn = connect(self, *args, **kwargs)
+        held.set()
+        time.sleep(0.3)  # slapd is still
+        return conn
+
     try:
         for _ in range(3):
             create(runtime)
-        held.set()
-        time.sleep(0.3)  # slapd is still
+        monkeypatch.setattr(Endpoint, "connect", bound_then_held)
         started = time.monotonic()
         if sort_timeout > 2.5:
             page = run(runtime.service.list_users(UserQuery(limit=2)))
@@ -66,6 +77,18 @@ def test_a_slow_sort_is_waited_for_up_to_its_own_timeout(
         else:
             with pytest.raises(Unavailable):
                 run(runtime.service.list_users(UserQuery(limit=2)))
-        assert time.monotonic() - started < sort_timeout + 1.5
+        assert time.monotonic() - started < sort_timeout + 2
+    finally:
+        monkeypatch.undo()
+        runtime.close()
+
+
+def test_later_windows_and_other_answers_keep_the_operation_timeout(
+        private_slapd: SlapdInstance, tmp_path: Path) -> None:
+    runtime = listing_runtime(private_slapd, tmp_path, 6.0)
+    try:
+        run(runtime.service.list_users(UserQuery(limit=2)))
+        slot = next(s for s in runtime.directory.listing._slots if s.conn is not None)
+        assert slot.conn.socket.gettimeout() == slot.conn.receive_timeout == 1
     finally:
         runtime.close()

@@ -12,10 +12,11 @@ import pytest
 from litestar.testing import TestClient
 
 from app.config import Config
-from app.domain import NewUser
+from app.domain import NewUser, Unavailable
 from app.main import create_app
 from app.pictures import Crop, Pictures
 from app.runtime import Runtime
+from app.ui import person
 from app.ui.security import CSRF_COOKIE
 from app.ui.sessions import COOKIE
 from tests.conftest import ADMIN, ADMIN_PASSWORD, PASSWORD, SlapdInstance, create, run, unique
@@ -310,6 +311,24 @@ def test_an_admin_sees_a_persons_history_by_any_client(client: Client, runtime: 
     staff = create(runtime, account_type="staff")
     sign_in(client, staff.username, PASSWORD)
     assert 'id="history-title"' not in client.get(page).text
+
+
+def test_a_history_that_cannot_be_read_leaves_the_page_whole(
+        client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audit log busy or away: the password just generated is still shown."""
+    user = create(runtime)
+    sign_in(client, ADMIN, ADMIN_PASSWORD)
+    page = f"/ui/people/{user.username}"
+    token = csrf_token(client, page)  # read before the log goes away
+
+    class Away:
+        async def audit(self, query: Any) -> Any:
+            raise Unavailable("directory unavailable")
+
+    monkeypatch.setattr(person, "trail_of", lambda runtime: Away())
+    shown = client.post(f"{page}/password", data={"_csrf_token": token})
+    assert shown.status_code == 200 and "shown this once" in shown.text
+    assert "The history could not be read just now." in shown.text
 
 
 # --- invitations and forgotten passwords, through a real SMTP server -----------------

@@ -59,8 +59,9 @@ class AuditLog:
         self._type_groups = list(type_groups)
 
     def page(self, query: AuditQuery) -> AuditPage:
-        wanted = self.filter(query)
         try:
+            # The filter itself reads the log (a user's earlier names).
+            wanted = self.filter(query)
             entries, total = self.listing.window(LOG_BASE, wanted, NEWEST_FIRST, ATTRIBUTES,
                                                  query.offset, query.limit)
         except NotFound as e:

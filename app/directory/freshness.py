@@ -29,7 +29,6 @@ from ldap3 import BASE, Connection
 
 from app.directory.errors import raise_for_result, translated
 from app.directory.pool import ConnectionPool, Endpoint, close_quietly, execute
-from app.domain import DomainError
 
 Csns = dict[str, str]  # server id -> the newest CSN of that server's changes
 HISTORY = 4096  # provider CSNs remembered while some consumer lacks them
@@ -144,8 +143,8 @@ class Freshness:
                 if conn is None or conn.closed:
                     conn = endpoint.connect()
                 report(read_csns(conn, self.base))
-            except DomainError:
-                # Down, or refusing: reported, and tried again next round.
+            except Exception:  # the thread must not die: tried again next round
+                # Down, refusing, or anything unforeseen: reported as not answering.
                 if conn is not None:
                     close_quietly(conn)
                 conn = None

@@ -15,7 +15,8 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,13 +158,13 @@ class Listing:
                filter_string: str, sort: Sequence[SortKey], attributes: Sequence[str],
                offset: int, limit: int, reuse: bool) -> tuple[list[Entry], int]:
         if slot.conn is None:
-            slot.conn = endpoint.connect(receive_timeout=self.sort_timeout)
+            slot.conn = endpoint.connect()
             slot.created, slot.generation = time.monotonic(), self._generation
             self.sorts_started += 1
         context = slot.context if reuse else None
         controls = [server_sort(list(sort)),
                     virtual_list_view(offset + 1, max(limit - 1, 0), context)]
-        with translated():
+        with translated(), _answer_within(slot.conn, None if reuse else self.sort_timeout):
             result, response = execute(
                 slot.conn, "search", base, filter_string, search_scope=SUBTREE,
                 attributes=list(attributes), controls=controls,
@@ -184,6 +185,22 @@ class Listing:
             entries = []
         self.ldap.entries_received += len(entries)
         return entries[:limit], answer.content_count
+
+
+@contextmanager
+def _answer_within(conn: Any, seconds: float | None) -> Iterator[None]:
+    """This one answer may take `seconds` (the socket's timeout, which ldap3
+    set to the connection's receive_timeout, is put back after it)."""
+    sock = getattr(conn, "socket", None)
+    if seconds is None or sock is None:
+        yield
+        return
+    sock.settimeout(seconds)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(conn.receive_timeout)
 
 
 class _Reaper:

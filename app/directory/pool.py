@@ -64,11 +64,8 @@ class Endpoint:
         )
 
     def connect(self, bind_dn: str | None = None, password: str | None = None,
-                timeout: float | None = None,
-                receive_timeout: float | None = None) -> Connection:
-        """A new connection, bound as the service (or as whoever is given).
-        `timeout` bounds connecting and every answer; `receive_timeout`, if
-        given, the answers alone (a sorted listing's first window)."""
+                timeout: float | None = None) -> Connection:
+        """A new connection, bound as the service (or as whoever is given)."""
         self.breaker.check()
         secret = password if password is not None else self.password
         conn = Connection(
@@ -82,8 +79,7 @@ class Endpoint:
             # here, and SAFE_SYNC deep-copies every response (~20% of an op).
             client_strategy=SYNC,
             # ldap3 packs this into SO_RCVTIMEO as whole seconds.
-            receive_timeout=max(1, math.ceil(receive_timeout or timeout
-                                             or self.operation_timeout)),
+            receive_timeout=max(1, math.ceil(timeout or self.operation_timeout)),
             raise_exceptions=False,
             auto_referrals=False,
             # Without a schema (get_info=NONE) there is nothing to check names

@@ -111,7 +111,11 @@ class ReplicatedPool(ConnectionPool):
             return
         # The provider away: the write failed too, or its answer never came.
         with contextlib.suppress(DomainError), ConnectionPool.connection(self) as conn:
-            self._marks.put(client, read_csns(conn, self.base_dn))
+            found = read_csns(conn, self.base_dn)
+            # Two writes of one client may finish out of order: keep the newest of each server.
+            earlier = self._marks.get(client) or {}
+            self._marks.put(client, {sid: max(csn, earlier.get(sid, ""))
+                                     for sid, csn in {**earlier, **found}.items()})
 
     # --- reads -------------------------------------------------------------
 
@@ -169,19 +173,23 @@ class ReplicatedPool(ConnectionPool):
         scope = _scope.get()
         if scope is None or not scope.replicas or scope.wrote or not self.replicas:
             return None
-        if not normalise_dn(base).endswith(self.base_dn):
+        under = normalise_dn(base)
+        if under != self.base_dn and not under.endswith("," + self.base_dn):
             return None  # cn=accesslog and the like are the provider's alone
         mark = self._marks.get(scope.client) if scope.client is not None else None
-        # Without the provider, a consumer's answer (however late) beats none:
-        # neither lag nor the caller's last write can be waited for.
-        provider_up = self.freshness.provider_answers and not self.endpoint.breaker.is_open
+        # The provider away (a request to it has just failed: its breaker is
+        # open), a consumer's answer, however late, beats none: neither lag
+        # nor the caller's last write can be waited for. Before its watcher's
+        # first answer the provider counts as up.
+        provider_away = self.endpoint.breaker.is_open
+        provider_up = self.freshness.provider_answers and not provider_away
         fitting = []
         for replica in self.replicas:
             lag = self.freshness.lag(replica)
             if lag is None or replica.endpoint.breaker.is_open or \
                     (lag > self.max_lag and provider_up):
                 continue
-            if mark is not None and provider_up and not covers(replica.csns, mark):
+            if mark is not None and not provider_away and not covers(replica.csns, mark):
                 continue
             fitting.append(replica)
         if not fitting:

@@ -33,16 +33,20 @@ HISTORY = 20  # the newest changes shown; GET /audit?user= has them all
 
 
 async def history(runtime: Runtime, viewer: Viewer, username: str
-                  ) -> tuple[list[AuditRecord], int] | None:
+                  ) -> tuple[list[AuditRecord], int, str | None]:
     """The newest changes to him, by any client (admins: the audit log is
-    theirs); None where the directory keeps no audit log."""
+    theirs), their total, and why there are none to show if the log could
+    not be read: the rest of the page (a password just generated) is shown
+    whatever becomes of this."""
     if not viewer.user.is_admin:
-        return [], 0
+        return [], 0, None
     try:
         found = await trail_of(runtime).audit(AuditQuery(user=username, limit=HISTORY))
     except NoAuditLog:
-        return None
-    return found.records, found.total
+        return [], 0, "This directory keeps no audit log."
+    except DomainError:
+        return [], 0, "The history could not be read just now."
+    return found.records, found.total, None
 
 
 async def person_page(runtime: Runtime, viewer: Viewer, username: str, *, status: int = 200,
@@ -58,8 +62,8 @@ async def person_page(runtime: Runtime, viewer: Viewer, username: str, *, status
         "has_picture": has_picture, "generated": None,
         "types": runtime.config.users.account_types, "invited": is_invited(user),
         "may_edit": viewer.user.is_admin, "notice": None,
-        "history": changes[0] if changes else [], "history_total": changes[1] if changes else 0,
-        "audited": changes is not None, **extra,
+        "history": changes[0], "history_total": changes[1], "history_missing": changes[2],
+        **extra,
     }
     return page("person.html", viewer, status=status, **context)
 
