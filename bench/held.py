@@ -2,8 +2,8 @@
 
 Both are kept at a fixed number: a connection the server drops is replaced
 at the next check, as an attacker would. The LDAP request is the stall of
-issue 17 (tests/stalls.py tests how slapd treats it; the BER is encoded by
-hand, RFC 4511 §4, because ldap3 always reads).
+issue 17 (tests/stalls.py tests how slapd treats it; written with
+app/directory/ber.py, because ldap3 always reads).
 """
 
 from __future__ import annotations
@@ -12,31 +12,16 @@ import contextlib
 import socket
 from collections.abc import Callable
 
+from app.directory import ber
+
 TCP_ESTABLISHED = 1  # linux/tcp_states.h; the first byte of struct tcp_info
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    return bytes([tag]) + _length(len(value)) + value
-
-
-def _integer(tag: int, n: int) -> bytes:
-    return _tlv(tag, n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big", signed=True))
 
 
 def subschema_search(message_id: int) -> bytes:
     """An LDAPMessage: base-scope search of cn=subschema, (objectClass=*), attributes + and *."""
-    operation = (_tlv(0x04, b"cn=subschema") + _integer(0x0A, 0) + _integer(0x0A, 0)
-                 + _integer(0x02, 0) + _integer(0x02, 0) + _tlv(0x01, b"\x00")
-                 + _tlv(0x87, b"objectClass")
-                 + _tlv(0x30, _tlv(0x04, b"+") + _tlv(0x04, b"*")))
-    return _tlv(0x30, _integer(0x02, message_id) + _tlv(0x63, operation))
+    return ber.message(message_id, ber.search_request(
+        b"cn=subschema", 0, 0, 0, 0, False, ber.tlv(ber.PRESENT, b"objectClass"),
+        ber.attribute_selection([b"+", b"*"])))
 
 
 def ldap_stall(host: str, port: int, searches: int) -> socket.socket:

@@ -4,7 +4,7 @@ An LDAP client may pipeline requests without reading the answers. slapd 2.5
 lets one connection run up to half its threads at once, so a few such
 connections asking for big answers (the subschema: 110 KB each) used to hold
 every slapd thread in write(), and nobody, the API and PAM included, got an
-answer. The BER is encoded by hand (RFC 4511 §4): ldap3 always reads.
+answer. The requests are written with app/directory/ber.py: ldap3 always reads.
 """
 
 from __future__ import annotations
@@ -14,45 +14,24 @@ import socket
 import time
 from collections.abc import Iterable
 
+from app.directory import ber
+
 SCHEMA = "cn=subschema"
 ESTABLISHED = "01"  # /proc/net/tcp's state column
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    return bytes([tag]) + _length(len(value)) + value
-
-
-def _integer(tag: int, n: int) -> bytes:
-    return _tlv(tag, n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big", signed=True))
 
 
 def search_request(message_id: int, base: str = SCHEMA,
                    attributes: tuple[str, ...] = ("+", "*")) -> bytes:
     """An LDAPMessage with a base-scope SearchRequest, filter (objectClass=*)."""
-    operation = (
-        _tlv(0x04, base.encode())  # baseObject
-        + _integer(0x0A, 0)  # scope: baseObject
-        + _integer(0x0A, 0)  # derefAliases: never
-        + _integer(0x02, 0)  # sizeLimit
-        + _integer(0x02, 0)  # timeLimit
-        + _tlv(0x01, b"\x00")  # typesOnly: FALSE
-        + _tlv(0x87, b"objectClass")  # filter: present
-        + _tlv(0x30, b"".join(_tlv(0x04, a.encode()) for a in attributes))
-    )
-    return _tlv(0x30, _integer(0x02, message_id) + _tlv(0x63, operation))
+    return ber.message(message_id, ber.search_request(
+        base.encode(), 0, 0, 0, 0, False, ber.tlv(ber.PRESENT, b"objectClass"),
+        ber.attribute_selection([a.encode() for a in attributes])))
 
 
 def bind_request(message_id: int, dn: str, password: str) -> bytes:
     """An LDAPMessage with a simple BindRequest (LDAPv3)."""
-    operation = _integer(0x02, 3) + _tlv(0x04, dn.encode()) + _tlv(0x80, password.encode())
-    return _tlv(0x30, _integer(0x02, message_id) + _tlv(0x60, operation))
+    return ber.message(message_id, ber.tlv(ber.BIND_REQUEST, ber.integer(3) + ber.tlv(
+        ber.OCTET_STRING, dn.encode()) + ber.tlv(ber.SIMPLE, password.encode())))
 
 
 def _bound(sock: socket.socket, bind: tuple[str, str] | None) -> socket.socket:

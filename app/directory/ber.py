@@ -19,6 +19,9 @@ OCTET_STRING = 0x04
 TRUE = b"\x01\x01\xff"
 FALSE = b"\x01\x01\x00"
 SEARCH_REQUEST = 0x63  # [APPLICATION 3], constructed
+BIND_REQUEST = 0x60  # [APPLICATION 0], constructed
+SIMPLE = 0x80  # a bind's simple authentication [0], primitive
+PRESENT = 0x87  # a present filter [7], primitive
 CONTROLS = 0xA0  # [0], constructed
 
 _ENUMERATED = tuple(bytes((0x0A, 1, n)) for n in range(4))
