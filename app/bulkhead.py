@@ -10,6 +10,16 @@ from one client (more: Throttled, a 429). Waiting calls are served round-robin
 by client, so a client with many calls queued delays another client's call
 by at most one call of his.
 
+Turns are not enough on their own: a call's Python work holds the
+interpreter lock, and a client whose calls keep a worker busy (64 listings
+at once) makes everyone else's threads wait for it at each step of theirs
+(measured: a victim's GET 3.1 times slower during one user's listing
+flood). So a client with more calls waiting rests after each of his calls
+for REST times the CPU time it took (unless SHORT), while another client
+has a call running or has asked within RECENT seconds: he then gets about
+half of the interpreter at most, and all of it when nobody else wants it
+(the victim's GET: 1.3-1.5 times slower, the flood still served at ~85%).
+
 The client is the one `current_client` names for the request (its address,
 set by app/api/edge.py).
 """
@@ -20,6 +30,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +43,11 @@ T = TypeVar("T")
 # the CLI), whose calls share one line with no per-client limit.
 current_client: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_client", default=None)
+REST = 1.0  # a busy client's rest after each call, times the CPU time the call took
+RECENT = 0.25  # seconds: a client served this recently is still someone who wants a turn
+# Calls shorter than this (in CPU seconds) hold the interpreter for a switch
+# interval or two (app/server.py): no rest, and the turns stay as they are.
+SHORT = 0.002
 
 
 @dataclass
@@ -65,6 +81,11 @@ class Bulkhead:
         # calls' Python work shares one interpreter lock with everyone's).
         self._running_by: dict[str, int] = {}
         self.client_running = max(1, workers // 4)
+        # Until when a client that keeps this pool busy waits before his next call.
+        self._resting: dict[str, float] = {}
+        # When each client last submitted a call, oldest first (pruned past RECENT).
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._timed = 0  # idle workers waiting for a rest to end
         self._closed = False
         self._lock = threading.Condition()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
@@ -106,6 +127,8 @@ class Bulkhead:
                 raise Throttled(1, f"too many {self.name} requests at once from one client")
             if calls is None:
                 calls = self._waiting[line] = deque()
+            if client is not None:
+                self._saw(line)
             calls.append(_Call(function, future, line))
             self._queued += 1
             self._changed()
@@ -121,19 +144,58 @@ class Bulkhead:
         if self.observer is not None:
             self.observer.refused(self.name, reason)
 
+    def _saw(self, client: str) -> None:
+        now = time.monotonic()
+        self._seen[client] = now
+        self._seen.move_to_end(client)
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now - at <= RECENT:
+                break
+            del self._seen[oldest]
+            self._resting.pop(oldest, None)
+
+    def _others_want(self, client: str) -> bool:
+        """Whether a client other than this one has calls here, or had lately."""
+        now = time.monotonic()
+        for other, at in reversed(self._seen.items()):
+            if now - at > RECENT:
+                break
+            if other != client:
+                return True
+        return any(c != client for c in self._running_by)
+
     def _next(self) -> _Call | None:
         """The oldest call of the first client in line whose turn it is (not
-        already at `client_running`); None once closed and empty."""
+        already at `client_running`, not resting); None once closed and empty."""
         with self._lock:
             while True:
                 if not self._waiting and self._closed:
                     return None
-                client = next((c for c in self._waiting
-                               if c == "" or self._running_by.get(c, 0) < self.client_running),
-                              None)
+                now = time.monotonic()
+                wake: float | None = None  # when the first resting client may go on
+                client = None
+                for c in self._waiting:
+                    if c != "" and self._running_by.get(c, 0) >= self.client_running:
+                        continue
+                    until = self._resting.get(c)
+                    if until is not None and until > now:
+                        wake = until if wake is None else min(wake, until)
+                    elif client is None:
+                        client = c
                 if client is not None:
+                    if wake is not None and not self._timed:
+                        # Some idle worker must wake for the resting client.
+                        self._lock.notify()
                     break
-                self._lock.wait()
+                if wake is None:
+                    self._lock.wait()
+                    continue
+                self._timed += 1
+                try:
+                    self._lock.wait(wake - now)
+                finally:
+                    self._timed -= 1
             calls = self._waiting.pop(client)
             call = calls.popleft()
             if calls:  # this client goes to the back of the line
@@ -149,12 +211,14 @@ class Bulkhead:
             try:
                 # Not started if its caller gave up meanwhile (a client that left).
                 if call.future.set_running_or_notify_cancel():
+                    started = time.thread_time()
                     try:
                         result = call.run()
                     except BaseException as e:  # handed to the caller, who raises it
                         call.future.set_exception(e)
                     else:
                         call.future.set_result(result)
+                    self._rest(call.line, time.thread_time() - started)
             finally:
                 with self._lock:
                     self._running -= 1
@@ -169,6 +233,16 @@ class Bulkhead:
                 # which goes straight back to _next(). Waking every idle
                 # worker after every call cost a tenth of the interpreter's
                 # time under load (py-spy --gil, GET one user).
+
+    def _rest(self, client: str, cpu: float) -> None:
+        """A client with more calls waiting rests while others want a turn."""
+        if client == "":
+            return
+        with self._lock:
+            if cpu >= SHORT and client in self._waiting and self._others_want(client):
+                self._resting[client] = time.monotonic() + REST * cpu
+            else:
+                self._resting.pop(client, None)
 
     def close(self, wait: bool = True) -> None:
         """Finish what is queued, then stop the threads."""

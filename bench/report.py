@@ -170,7 +170,8 @@ def write(out: Path, meta: dict[str, Any], run: Run) -> None:
     (out / "results.json").write_text(json.dumps(
         {"meta": meta, "rows": run.rows, "checks": checks, "rss_mb": run.rss,
          "directory": run.directory,
-         "abuse": run.abuse, "guessing": run.guessing, "memory": run.memory},
+         "abuse": run.abuse, "guessing": run.guessing, "memory": run.memory,
+         "metrics_pairs": run.metrics_pairs},
         indent=2) + "\n")
     load = " and ".join(f"{x:.1f}" for x in meta["load"])
     lines = [
@@ -203,6 +204,15 @@ def write(out: Path, meta: dict[str, Any], run: Run) -> None:
             "load); in the lag row, requests are samples and p50/p99 the time until a",
             "consumer holds the provider's newest change while the API creates users.",
             "Provider, consumers, API and load share this machine's cores.",
+        ]
+    if run.metrics_pairs:
+        pairs = run.metrics_pairs
+        shown = ", ".join(f"{r:.2f}" for r in pairs["ratios"])
+        lines += [
+            "The metrics row's ratio is the median of on ÷ off over rounds of",
+            f"{pairs['burst_s']:g} s in which two APIs on one slapd, metrics on and off, were",
+            "loaded at the same time (bench/audit.py): what else the machine did slowed",
+            f"both alike. The {len(pairs['ratios'])} rounds' ratios: {shown}.",
         ]
     if run.abuse or run.guessing:
         lines += [

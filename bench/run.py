@@ -53,6 +53,8 @@ class Run:
         self.guessing: dict[str, Any] | None = None
         self.memory: dict[str, float | bool | None] = {}
         self.profile: dict[str, Any] | None = None  # bench/profile.py's, of GET one user
+        # bench/audit.py's metrics on ÷ off, burst by burst: {"burst_s", "ratios"}.
+        self.metrics_pairs: dict[str, Any] | None = None
 
     def row(self, scenario: str, size: int, workers: int, api: dict[str, Any] | None,
             raw: dict[str, Any] | None, target: str, met: bool | None,

@@ -1,4 +1,11 @@
-"""API create and delete at 1k and 100k users, before and after the large-group config."""
+"""API create and delete at 1k and 100k users, before and after the large-group config.
+
+Beside them, what one write of a group costs at each size (ldap3 as the
+service account, slapd's overlays included): a member added to and removed
+from the account-type group every user is in (cn=user), and the same for a
+group of one (cn=admin). A create writes cn=user twice (the join, then
+memberof's rewrite when the rename publishes the user), a delete once.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from ldap3 import MODIFY_ADD, MODIFY_DELETE, NONE, SYNC, Connection, Server
 
 from app import embedded
 from bench import seed
@@ -52,6 +60,13 @@ VARIANTS: dict[str, Callable[[str], str]] = {
 LABELS = {"before": "old config (32-bit index hashes)", "after": "new config (hash64)",
           "multival": "hash64, multival, sortvals", "async-refint": "memberof refint off"}
 OPERATIONS = ("create", "delete")
+# Group writes, timed raw: the big account-type group, and a group of one.
+GROUP_WRITES = {"add to cn=user": ("user", MODIFY_ADD),
+                "remove from cn=user": ("user", MODIFY_DELETE),
+                "add to cn=admin": ("admin", MODIFY_ADD),
+                "remove from cn=admin": ("admin", MODIFY_DELETE)}
+# Added to both groups and taken out again: a staff member (seed.py), never deleted.
+PROBE = seed.username(50)
 TARGET = 2.0
 Key = tuple[str, int, str]  # operation, size, variant
 
@@ -76,7 +91,18 @@ class Directory:
     variant: str
     client: httpx.Client
     deletable: Iterator[int]
+    ldap: Connection
     created: list[str] = field(default_factory=list)
+
+    def group_write(self, operation: str) -> float:
+        group, change = GROUP_WRITES[operation]
+        dn = f"cn={group},ou=groups,{seed.BASE_DN}"
+        started = time.perf_counter()
+        done = self.ldap.modify(dn, {"member": [(change, [f"uid={PROBE},{seed.PEOPLE}"])]})
+        elapsed = (time.perf_counter() - started) * 1000
+        if not done:
+            raise RuntimeError(f"{operation}: {self.ldap.result}")
+        return elapsed
 
     def create(self, name: str) -> float:
         started = time.perf_counter()
@@ -125,10 +151,16 @@ def started(tmp: Path, size: int, variant: str, password_hash: str) -> Iterator[
     print(f"  {size} users seeded ({variant}) in {time.perf_counter() - began:.1f} s", flush=True)
     slapd = embedded.Slapd(data, free_port())
     slapd.start()
+    stack = contextlib.ExitStack()
     try:
         env = environment(USERDIR_LDAP__URL=slapd.url,
                           USERDIR_LDAP__BIND_PASSWORD=embedded.Layout(data).read_service_password(),
                           USERDIR_EMBEDDED__DATA_DIR=str(tmp / f"api-{variant}-{size}"))
+        server = Server(slapd.url, get_info=NONE)
+        ldap = Connection(server, embedded.service_dn(seed.BASE_DN),
+                          embedded.Layout(data).read_service_password(),
+                          client_strategy=SYNC, auto_bind=True, raise_exceptions=False)
+        stack.callback(ldap.unbind)
         with api_server(env, 1, tmp / "api.log") as api, \
                 httpx.Client(base_url=api.url, timeout=60) as client:
             login = client.post("/auth/token",
@@ -136,8 +168,9 @@ def started(tmp: Path, size: int, variant: str, password_hash: str) -> Iterator[
             login.raise_for_status()
             client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
             middle = (i for i in range(size // 2, size) if i % 50)  # not staff (seed.py)
-            yield Directory(size, variant, client, middle)
+            yield Directory(size, variant, client, middle, ldap)
     finally:
+        stack.close()
         slapd.stop()
 
 
@@ -161,19 +194,27 @@ def measure(results: Results, rounds: int, per_round: int, password_hash: str) -
                 timed = {"create": [directory.create(f"scale{number}x{i}")
                                     for i in range(per_round)],
                          "delete": [directory.delete() for _ in range(per_round)]}
+                for _ in range(per_round):
+                    for operation in GROUP_WRITES:  # added, removed: as it was
+                        timed.setdefault(operation, []).append(
+                            directory.group_write(operation))
                 for operation, values in timed.items():
                     key = (operation, directory.size, directory.variant)
                     results.latencies.setdefault(key, []).extend(values)
                     figures[key] = statistics.median(values)
             results.rounds.append(figures)
             print(f"  round {number + 1}/{rounds}: " + ", ".join(
-                f"{o} {s} {v} {figures[(o, s, v)]:.0f} ms" for o, s, v in figures), flush=True)
+                f"{o} {s} {v} {figures[(o, s, v)]:.0f} ms" for o, s, v in figures
+                if o in OPERATIONS), flush=True)
     return results
 
 
 def for_bench(quick: bool) -> Results:
-    """What `make bench` measures: 1k and 100k users (--quick: 1k and 10k)."""
-    return Results(sizes=[1000, 10_000 if quick else 100_000])
+    """What `make bench` measures: 1k and 100k users (--quick: 1k and 10k),
+    before and after the large-group config, and after with memberof
+    leaving deletes and renames to refint (README: Large groups)."""
+    return Results(sizes=[1000, 10_000 if quick else 100_000],
+                   variants=["before", "after", "async-refint"])
 
 
 def run_all(run: Run, results: Results, password_hash: str, quick: bool) -> None:
@@ -232,6 +273,20 @@ def section(results: Results) -> list[str]:
                          f"| {results.p50((operation, small, variant))} "
                          f"| {results.p50((operation, large, variant))} | {_spread(per_round)} "
                          f"| {f'≤ {TARGET:g}' if judged else '-'} | {verdict} |")
+    lines += ["", "What one write of a group costs (ldap3 as the service account, one at a "
+              f"time; `{PROBE}` added to the group, then removed: memberof updates his "
+              "memberOf each time). cn=user holds every user of the default type, cn=admin "
+              "one user.", "",
+              f"| write | config | p50 at {small} | p50 at {large} "
+              f"| {large} ÷ {small}, per round |", "|---|---|---|---|---|"]
+    for operation in GROUP_WRITES:
+        for variant in results.variants:
+            per_round = results.round_ratios((operation, large, variant),
+                                             (operation, small, variant))
+            lines.append(f"| {operation} | {LABELS[variant]} "
+                         f"| {results.p50((operation, small, variant))} "
+                         f"| {results.p50((operation, large, variant))} "
+                         f"| {_spread(per_round)} |")
     if "before" in results.variants:
         lines += ["", "| operation | users | new config ÷ old, per round |", "|---|---|---|"]
         for operation in OPERATIONS:

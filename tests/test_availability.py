@@ -26,9 +26,8 @@ from litestar.testing import TestClient
 from PIL import Image
 
 from app.api.edge import client_address
-from app.bulkhead import Bulkhead
 from app.directory.errors import Unreachable
-from app.domain import NewUser, Overloaded, Profile, Throttled, Unavailable
+from app.domain import NewUser, Profile, Throttled, Unavailable
 from app.main import create_app
 from app.runtime import Runtime
 from app.throttle import LoginThrottle, ThrottleRules
@@ -620,27 +619,6 @@ def _slapd_pid(directory: SlapdInstance) -> int:
     return process.pid
 
 
-def test_the_bulkhead_serves_clients_in_turn() -> None:
-    """A client's calls beyond its share are refused (429), calls beyond the
-    queue are refused (503), and waiting calls are served one client at a time."""
-    pool = Bulkhead("test", workers=1, queue_limit=6, client_limit=3)
-    gate, order = threading.Event(), list[str]()
-    try:
-        pool.submit("a", gate.wait)  # holds the one worker
-        time.sleep(0.1)
-        for client, n in [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("c", 1)]:
-            pool.submit(client, functools.partial(order.append, f"{client}{n}"))
-        with pytest.raises(Throttled):
-            pool.submit("a", lambda: None)
-        pool.submit("d", functools.partial(order.append, "d1"))
-        with pytest.raises(Overloaded):
-            pool.submit("e", lambda: None)
-    finally:
-        gate.set()
-        pool.close()
-    assert order == ["a1", "b1", "c1", "d1", "a2", "a3"]
-
-
 # --- pictures ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -686,23 +664,3 @@ def _webp(size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, "teal").save(out, "WEBP", lossless=True, quality=0, method=0)
     return out.getvalue()
-
-
-def test_a_call_held_back_by_its_clients_share_runs_when_the_share_frees() -> None:
-    """Four workers, a share of one running call per client: the client's
-    next call starts as its running one ends, though three workers sleep
-    (the finishing worker takes it; nobody else is woken for it)."""
-    pool = Bulkhead("test", workers=4, queue_limit=8, client_limit=8)
-    assert pool.client_running == 1
-    gates = [threading.Event() for _ in range(3)]
-    try:
-        futures = [pool.submit("a", functools.partial(g.wait, 10)) for g in gates]
-        for gate, future in zip(gates, futures, strict=True):
-            time.sleep(0.05)
-            assert pool.running == 1
-            gate.set()
-            assert future.result(timeout=5) is True
-    finally:
-        for gate in gates:
-            gate.set()
-        pool.close()

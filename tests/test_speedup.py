@@ -9,7 +9,18 @@ from typing import Any
 import ldap3.operation.search as search_module
 import ldap3.strategy.sync as sync_module
 import pytest
-from ldap3 import ASYNC, BASE, NONE, RESTARTABLE, SAFE_SYNC, SCHEMA, SYNC, Connection, Server
+from ldap3 import (
+    ASYNC,
+    BASE,
+    NONE,
+    RESTARTABLE,
+    SAFE_SYNC,
+    LEVEL,
+    SCHEMA,
+    SYNC,
+    Connection,
+    Server,
+)
 from ldap3.core.exceptions import LDAPAttributeError, LDAPSocketOpenError
 from ldap3.strategy.base import BaseStrategy
 from ldap3.strategy.sync import SyncStrategy
@@ -24,6 +35,7 @@ from ldap3.utils.log import (
 )
 
 from app.directory import speedup
+from app.directory.pool import Endpoint
 from tests.conftest import BASE_DN, SlapdInstance
 from tests.test_ber import Tee, assert_same, shortcut
 
@@ -230,3 +242,70 @@ def test_ldap3_extended_logging_sees_the_entries(
         set_library_log_detail_level(detail)
     assert plain.response[0]["attributes"]["ou"] == ["people"]
     assert any("ldap message received" in r.getMessage() for r in caplog.records)
+
+
+SELECTION = ["ou", "OU", "cn", "mail", "telephoneNumber", "jpegPhoto", "memberOf",
+             "noSuchAttribute", "+"]
+
+
+def _stock_search(conn: Any, monkeypatch: pytest.MonkeyPatch, *args: Any, **kwargs: Any) -> Any:
+    with monkeypatch.context() as stock:
+        stock.setattr(sync_module, "decode_message_fast", speedup.STOCK_DECODE_MESSAGE)
+        stock.setattr(SyncStrategy, "decode_response_fast", BaseStrategy.decode_response_fast)
+        conn.search(*args, **kwargs)
+    return conn.response
+
+
+def _entries(response: Any) -> list[Any]:
+    return [(e["dn"], list(e["raw_attributes"].items()), list(e["attributes"].items()))
+            for e in response if e["type"] == "searchResEntry"]
+
+
+@pytest.mark.parametrize("extended_logging", [False, True])
+def test_entries_have_every_attribute_they_asked_for(
+        slapd: SlapdInstance, monkeypatch: pytest.MonkeyPatch, extended_logging: bool) -> None:
+    """The service's connections leave ldap3's filling-in of missing
+    attributes off: entries still have every name the search asked for, the
+    missing ones as [], in ldap3's order and case (a name asked for twice in
+    two cases once), whether ber.search_entry read them or ldap3 did."""
+    speedup.install()
+    assert speedup.fills_empty_attributes()
+    ours = Endpoint(slapd.url, slapd.service_dn, slapd.service_password).connect()
+    stock = connect(slapd)  # ldap3's defaults: it fills them in itself
+    assert not ours.empty_attributes and not ours.auto_range and stock.empty_attributes
+    level, detail = get_library_log_activation_lavel(), get_library_log_detail_level()
+    if extended_logging:  # entries then go ldap3's way, then are filled in
+        set_library_log_detail_level(EXTENDED)
+        set_library_log_activation_level(logging.DEBUG)
+    try:
+        # The branches under the base: entries no other test changes meanwhile.
+        ours.search(BASE_DN, "(objectClass=*)", LEVEL, attributes=SELECTION)
+        fast = ours.response
+        expected = _stock_search(stock, monkeypatch, BASE_DN, "(objectClass=*)", LEVEL,
+                                 attributes=SELECTION)
+    finally:
+        set_library_log_activation_level(level)
+        set_library_log_detail_level(detail)
+        ours.unbind()
+        stock.unbind()
+    assert _entries(fast) == _entries(expected) and len(_entries(fast)) >= 3
+    assert all(e["attributes"]["telephoneNumber"] == [] for e in fast)
+    assert all(e["raw_attributes"]["noSuchAttribute"] == [] for e in fast)
+    assert all(e["attributes"]["ou"] for e in fast)  # present ones kept, OU not added
+    assert all("OU" not in list(e["attributes"].keys()) for e in fast)
+
+
+def test_without_the_shortcut_ldap3_fills_them_in(
+        slapd: SlapdInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the entry reader is not installed (another ldap3), connections
+    keep ldap3's own filling-in."""
+    monkeypatch.setattr(SyncStrategy, "decode_response_fast", BaseStrategy.decode_response_fast)
+    monkeypatch.setattr(sync_module, "decode_message_fast", speedup.STOCK_DECODE_MESSAGE)
+    assert not speedup.fills_empty_attributes()
+    conn = Endpoint(slapd.url, slapd.service_dn, slapd.service_password).connect()
+    try:
+        assert conn.empty_attributes
+        conn.search(PEOPLE, "(objectClass=*)", BASE, attributes=["ou", "telephoneNumber"])
+        assert conn.response[0]["attributes"]["telephoneNumber"] == []
+    finally:
+        conn.unbind()

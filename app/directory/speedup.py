@@ -35,6 +35,7 @@ import ldap3.operation.search as search_module
 import ldap3.strategy.sync as sync_module
 from ldap3 import (
     ALL_ATTRIBUTES,
+    ALL_OPERATIONAL_ATTRIBUTES,
     BASE,
     DEREF_ALWAYS,
     DEREF_BASE,
@@ -98,54 +99,144 @@ def decode_message(message: bytes) -> dict[str, Any]:
 
 def _entry_reader(server_encoding: str, insensitive: bool) -> Any:
     def decode_response_fast(self: Any, ldap_message: dict[str, Any]) -> dict[str, Any]:
-        """BaseStrategy.decode_response_fast, given an entry read by ber.search_entry."""
+        """BaseStrategy.decode_response_fast, given an entry read by
+        ber.search_entry; an entry comes with every attribute its search
+        asked for, those it lacks as [] (see `fills_empty_attributes`)."""
         found = ldap_message.get(_READ)
         if found is None:
-            return BaseStrategy.decode_response_fast(self, ldap_message)  # type: ignore[no-any-return]
-        (_, dn, attributes), message = found
+            return _filled(self, ldap_message,
+                           BaseStrategy.decode_response_fast(self, ldap_message))
+        (message_id, dn, attributes), message = found
         if self.connection.check_names:  # values formatted by the schema: ldap3's way
-            return BaseStrategy.decode_response_fast(  # type: ignore[no-any-return]
-                self, STOCK_DECODE_MESSAGE(message))
-        raw: list[tuple[str, Any]] = []
-        decoded: list[tuple[str, Any]] = []
+            return _filled(self, ldap_message, BaseStrategy.decode_response_fast(
+                self, STOCK_DECODE_MESSAGE(message)))
+        names: list[str] = []
+        raw: list[Any] = []
+        decoded: list[Any] = []
         for kind, values in attributes:
-            try:
-                name = kind.decode(server_encoding)
-            except UnicodeDecodeError:
-                name = search_module.to_unicode(kind, from_server=True)
+            name = _NAMES.get(kind)
+            if name is None:
+                try:
+                    name = kind.decode(server_encoding)
+                except UnicodeDecodeError:
+                    name = search_module.to_unicode(kind, from_server=True)
+                if len(_NAMES) < 4096:
+                    _NAMES[kind] = name
+            names.append(name)
             if not values:
-                raw.append((name, None))
-                decoded.append((name, None))
+                raw.append(None)
+                decoded.append(None)
                 continue
-            raw.append((name, values))
+            raw.append(values)
             try:
-                decoded.append((name, [value.decode(server_encoding) for value in values]))
+                decoded.append([value.decode(server_encoding) for value in values])
             except UnicodeDecodeError:  # ldap3's other encodings, then bytes
-                decoded.append((name, search_module.decode_vals_fast(
-                    [(0, False, 4, value) for value in values])))
-        build = _insensitive if insensitive else dict
+                decoded.append(search_module.decode_vals_fast(
+                    [(0, False, 4, value) for value in values]))
+        wanted = _wanted(self, message_id)
+        if insensitive:
+            layout = _layout(tuple(names), wanted)
+            raw_attributes = _insensitive(layout, raw)
+            decoded_attributes = _insensitive(layout, decoded)
+        else:
+            raw_attributes = dict(zip(names, raw, strict=True))
+            decoded_attributes = dict(zip(names, decoded, strict=True))
+            for _, name in wanted:
+                if name not in raw_attributes:
+                    raw_attributes[name] = []
+                    decoded_attributes[name] = []
         return {"raw_dn": dn, "dn": search_module.to_unicode(dn, from_server=True),
-                "raw_attributes": build(raw), "attributes": build(decoded),
+                "raw_attributes": raw_attributes, "attributes": decoded_attributes,
                 "type": "searchResEntry"}
+    decode_response_fast.fills_empty_attributes = True  # type: ignore[attr-defined]
     return decode_response_fast
 
 
-def _insensitive(pairs: list[tuple[str, Any]]) -> Any:
-    """CaseInsensitiveDict(pairs), as its __setitem__ would fill it one by
-    one (a key met again in another case updates the first), filled at once."""
-    store: dict[str, Any] = {}
-    keys: dict[str, str] = {}
-    for key, item in pairs:
-        folded = key.strip().lower()
-        first = keys.get(folded)
-        if first is None:
-            store[key] = item
-            keys[folded] = key
-        else:
-            store[first] = item
+def fills_empty_attributes() -> bool:
+    """Whether entries come with the attributes they lack as [] from here,
+    so connections can turn ldap3's own filling off (return_empty_attributes
+    and auto_range, app/directory/pool.py): that loop looks every asked-for
+    name up in every entry's two case-insensitive dicts, and cost a third of
+    the API's CPU for a SCIM page of 100 users (py-spy)."""
+    reader = SyncStrategy.__dict__.get("decode_response_fast")
+    return reader is not None and getattr(reader, "fills_empty_attributes", False)
+
+
+# The names a search asked for that every entry is to have (ldap3 leaves out
+# the wildcards), each with its folded form; remembered for the message the
+# entries belong to, on its connection's strategy.
+_WANTED = "_userdir_wanted"
+_WILDCARDS = frozenset({ALL_ATTRIBUTES, ALL_OPERATIONAL_ATTRIBUTES, NO_ATTRIBUTES})
+_NAMES: dict[bytes, str] = {}  # attribute names as slapd sends them, decoded
+_LAYOUTS: dict[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], _Layout] = {}
+
+
+def _wanted(strategy: Any, message_id: int) -> tuple[tuple[str, str], ...]:
+    known = getattr(strategy, _WANTED, None)
+    if known is not None and known[0] == message_id:
+        return known[1]  # type: ignore[no-any-return]
+    request = strategy._outstanding.get(message_id) if strategy._outstanding else None
+    names = (request or {}).get("attributes") or ()
+    wanted = tuple((name.strip().lower(), name) for name in names
+                   if isinstance(name, str) and name not in _WILDCARDS)
+    setattr(strategy, _WANTED, (message_id, wanted))
+    return wanted
+
+
+def _filled(strategy: Any, ldap_message: dict[str, Any],
+            response: dict[str, Any]) -> dict[str, Any]:
+    """An entry ldap3 decoded, with what its search asked for and it lacks as []."""
+    if response.get("type") != "searchResEntry":
+        return response
+    for _, name in _wanted(strategy, ldap_message["messageID"]):
+        if name not in response["raw_attributes"]:
+            response["raw_attributes"][name] = []
+            response["attributes"][name] = []
+    return response
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the entries of one search with these attribute names (nearly all
+    of its entries) fill a CaseInsensitiveDict: worked out once, not per entry."""
+
+    slots: tuple[str, ...]  # the key each value goes under (a name met again: the first)
+    keymap: dict[str, str]  # folded name -> key, the dict's _case_insensitive_keymap
+    missing: tuple[str, ...]  # names asked for that no value came under
+
+
+def _layout(names: tuple[str, ...], wanted: tuple[tuple[str, str], ...]) -> _Layout:
+    found = _LAYOUTS.get((names, wanted))
+    if found is not None:
+        return found
+    slots: list[str] = []
+    keymap: dict[str, str] = {}
+    for name in names:
+        folded = name.strip().lower()
+        first = keymap.setdefault(folded, name)
+        slots.append(first)
+    missing: list[str] = []
+    for folded, name in wanted:
+        if folded not in keymap:
+            keymap[folded] = name
+            missing.append(name)
+    found = _Layout(tuple(slots), keymap, tuple(missing))
+    if len(_LAYOUTS) >= 1024:
+        _LAYOUTS.clear()
+    _LAYOUTS[(names, wanted)] = found
+    return found
+
+
+def _insensitive(layout: _Layout, values: list[Any]) -> Any:
+    """The CaseInsensitiveDict its __setitem__ would make one value at a time
+    (a name met again in another case updates the first), then each missing
+    name asked for, as []."""
+    store = dict(zip(layout.slots, values, strict=True))
+    for name in layout.missing:
+        store[name] = []
     made = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
     made._store = store
-    made._case_insensitive_keymap = keys
+    made._case_insensitive_keymap = dict(layout.keymap)
     return made
 
 
