@@ -85,7 +85,8 @@ class Bulkhead:
         self._resting: dict[str, float] = {}
         # When each client last submitted a call, oldest first (pruned past RECENT).
         self._seen: OrderedDict[str, float] = OrderedDict()
-        self._timed = 0  # idle workers waiting for a rest to end
+        # When each idle worker waiting for a rest to end will wake.
+        self._timers: list[float] = []
         self._closed = False
         self._lock = threading.Condition()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
@@ -153,17 +154,26 @@ class Bulkhead:
             if now - at <= RECENT:
                 break
             del self._seen[oldest]
-            self._resting.pop(oldest, None)
+
+    def _resting_now(self, client: str, now: float) -> bool:
+        until = self._resting.get(client)
+        return until is not None and until > now
 
     def _others_want(self, client: str) -> bool:
-        """Whether a client other than this one has calls here, or had lately."""
+        """Whether a client other than this one wants a turn and is not
+        resting himself: he has a call running or waiting, or has asked
+        lately (a client sending one request after another)."""
         now = time.monotonic()
+        if any(c not in ("", client) for c in self._running_by):
+            return True
+        if any(c not in ("", client) and not self._resting_now(c, now) for c in self._waiting):
+            return True
         for other, at in reversed(self._seen.items()):
             if now - at > RECENT:
                 break
-            if other != client:
+            if other != client and not self._resting_now(other, now):
                 return True
-        return any(c != client for c in self._running_by)
+        return False
 
     def _next(self) -> _Call | None:
         """The oldest call of the first client in line whose turn it is (not
@@ -178,28 +188,31 @@ class Bulkhead:
                 for c in self._waiting:
                     if c != "" and self._running_by.get(c, 0) >= self.client_running:
                         continue
-                    until = self._resting.get(c)
-                    if until is not None and until > now:
+                    # Closing: what is queued is finished without rests.
+                    if not self._closed and self._resting_now(c, now):
+                        until = self._resting[c]
                         wake = until if wake is None else min(wake, until)
                     elif client is None:
                         client = c
                 if client is not None:
-                    if wake is not None and not self._timed:
-                        # Some idle worker must wake for the resting client.
+                    if wake is not None and not any(d <= wake for d in self._timers):
+                        # An idle worker must wake when that rest ends.
                         self._lock.notify()
                     break
                 if wake is None:
                     self._lock.wait()
                     continue
-                self._timed += 1
+                self._timers.append(wake)
                 try:
                     self._lock.wait(wake - now)
                 finally:
-                    self._timed -= 1
+                    self._timers.remove(wake)
             calls = self._waiting.pop(client)
             call = calls.popleft()
             if calls:  # this client goes to the back of the line
                 self._waiting[client] = calls
+            else:  # nothing left to hold back
+                self._resting.pop(client, None)
             self._queued -= 1
             self._running += 1
             self._running_by[client] = self._running_by.get(client, 0) + 1
@@ -212,13 +225,17 @@ class Bulkhead:
                 # Not started if its caller gave up meanwhile (a client that left).
                 if call.future.set_running_or_notify_cancel():
                     started = time.thread_time()
+                    failure: BaseException | None = None
                     try:
                         result = call.run()
                     except BaseException as e:  # handed to the caller, who raises it
-                        call.future.set_exception(e)
+                        failure = e
+                    # Before the caller hears: his next call must find the rest.
+                    self._rest(call.line, time.thread_time() - started)
+                    if failure is not None:
+                        call.future.set_exception(failure)
                     else:
                         call.future.set_result(result)
-                    self._rest(call.line, time.thread_time() - started)
             finally:
                 with self._lock:
                     self._running -= 1
@@ -235,13 +252,17 @@ class Bulkhead:
                 # time under load (py-spy --gil, GET one user).
 
     def _rest(self, client: str, cpu: float) -> None:
-        """A client with more calls waiting rests while others want a turn."""
+        """A client with more calls waiting rests while others want a turn
+        (a rest already longer, from another of his calls, is kept)."""
         if client == "":
             return
         with self._lock:
+            now = time.monotonic()
             if cpu >= SHORT and client in self._waiting and self._others_want(client):
-                self._resting[client] = time.monotonic() + REST * cpu
-            else:
+                until = now + REST * cpu
+                if until > self._resting.get(client, 0.0):
+                    self._resting[client] = until
+            elif not self._resting_now(client, now):
                 self._resting.pop(client, None)
 
     def close(self, wait: bool = True) -> None:

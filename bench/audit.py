@@ -100,12 +100,6 @@ def writes(api: Api, duration: float, round_: int) -> dict[str, dict[str, Any]]:
     return {"create": create, "modify": modify}
 
 
-def reads(api: Api, duration: float) -> dict[str, Any]:
-    return measure("bench.load", {
-        "base_url": api.url, "path": f"/people/{seed.username(3)}", "headers": token(api),
-        "concurrency": 8, "duration": duration})
-
-
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run whose throughput is the median (the one shown in the report)."""
     ordered = sorted(runs, key=lambda r: served_per_second(r) or 0.0)

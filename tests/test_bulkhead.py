@@ -89,6 +89,30 @@ def test_a_busy_client_rests_between_calls_while_another_is_served() -> None:
         assert starts[n] - ends[n - 1] >= REST * cpu[n - 1] * 0.99, (starts, ends, cpu)
 
 
+def test_a_rest_holds_when_another_client_comes() -> None:
+    """The busy client last asked well over RECENT ago (his calls all wait):
+    a newcomer's call does not cut his rest short."""
+    pool = Bulkhead("test", workers=2, queue_limit=8, client_limit=8)
+    starts: list[float] = []
+    cpu: list[float] = []
+    ends: list[float] = []
+    other = threading.Event()
+    try:
+        pool.submit("victim", functools.partial(other.wait, 10))
+        time.sleep(0.05)
+        calls = [pool.submit("flooder", functools.partial(_burn, 0.3, starts, cpu))
+                 for _ in range(2)]
+        calls[0].add_done_callback(lambda _: ends.append(time.monotonic()))
+        calls[0].result(timeout=10)
+        time.sleep(0.1)  # within his rest of ~0.3 s, ≥ 0.4 s after his last call came
+        pool.submit("newcomer", lambda: None).result(timeout=5)
+        calls[1].result(timeout=10)
+    finally:
+        other.set()
+        pool.close()
+    assert starts[1] - ends[0] >= REST * cpu[0] * 0.99, (starts, ends, cpu)
+
+
 def test_a_client_alone_never_rests() -> None:
     """Nobody else wants a turn: the busy client's calls run back to back,
     and nothing is left to rest (all the interpreter is his)."""

@@ -12,10 +12,10 @@ import pytest
 from ldap3 import (
     ASYNC,
     BASE,
+    LEVEL,
     NONE,
     RESTARTABLE,
     SAFE_SYNC,
-    LEVEL,
     SCHEMA,
     SYNC,
     Connection,

@@ -69,6 +69,7 @@ class Endpoint:
         """A new connection, bound as the service (or as whoever is given)."""
         self.breaker.check()
         secret = password if password is not None else self.password
+        filled = speedup.fills_empty_attributes()
         conn = Connection(
             self.server(timeout),
             user=bind_dn if bind_dn is not None else self.bind_dn,
@@ -89,10 +90,10 @@ class Endpoint:
             read_only=False,
             # Entries come with every asked-for attribute (missing ones as
             # []) from app/directory/speedup.py, far cheaper than ldap3's own
-            # loop; ldap3 fills them itself only where that is not in place.
-            return_empty_attributes=not speedup.fills_empty_attributes(),
-            # Ranged values are Active Directory's; slapd never sends them.
-            auto_range=False,
+            # loop, which (with its scan for Active Directory's ranged values,
+            # which slapd never sends) runs only where that is not in place.
+            return_empty_attributes=not filled,
+            auto_range=not filled,
         )
         try:
             with translated():
