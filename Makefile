@@ -21,7 +21,7 @@ soak: $(TEST_STAMP)
 	USERDIR_SOAK=1 timeout 1800 $(VENV)/bin/pytest tests/test_concurrency.py \
 	  tests/test_invariants.py tests/test_faults.py tests/test_fuzz.py
 
-# Writes bench/RESULTS.md and bench/results.json (about 14 minutes on a 2-core machine: 1k, 10k
+# Writes bench/RESULTS.md and bench/results.json (about 15 minutes on a 2-core machine: 1k, 10k
 # and 100k users, abuse, the audit log's cost, read replicas, large groups; wrk is used for
 # throughput runs when installed: apt-get install wrk). A smoke run:
 # `make bench BENCH_ARGS=--quick` (1000 users, short runs, written to
