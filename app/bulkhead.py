@@ -18,7 +18,7 @@ flood). So a client with more calls waiting rests after each of his calls
 for REST times the CPU time it took (unless SHORT), while another client
 has a call running or has asked within RECENT seconds: he then gets about
 half of the interpreter at most, and all of it when nobody else wants it
-(the victim's GET: 1.3-1.5 times slower, the flood still served at ~85%).
+(the victim's GET: 1.3-2.0 times slower, the flood still served at ~85%).
 
 The client is the one `current_client` names for the request (its address,
 set by app/api/edge.py).
