@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -62,28 +66,45 @@ def _burn(seconds: float, starts: list[float], cpu: list[float]) -> None:
     cpu.append(time.thread_time() - began)
 
 
+@dataclass
+class Flood:
+    """A flooder's calls, each burning CPU, queued while another client's
+    call holds the second of two workers."""
+
+    pool: Bulkhead
+    calls: list[concurrent.futures.Future[None]]
+    starts: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+
+
+@contextmanager
+def flooding(calls: int, burn: float) -> Iterator[Flood]:
+    pool = Bulkhead("test", workers=2, queue_limit=8, client_limit=8)
+    other = threading.Event()
+    try:
+        pool.submit("victim", functools.partial(other.wait, 10))
+        time.sleep(0.05)
+        flood = Flood(pool, [])
+        for _ in range(calls):
+            call = pool.submit("flooder", functools.partial(_burn, burn, flood.starts, flood.cpu))
+            call.add_done_callback(lambda _: flood.ends.append(time.monotonic()))
+            flood.calls.append(call)
+        yield flood
+    finally:
+        other.set()
+        pool.close()
+
+
 def test_a_busy_client_rests_between_calls_while_another_is_served() -> None:
     """The listing flood: one client's calls follow one another on a worker
     while another client's call runs; between two of his calls he waits at
     least REST times the CPU the last one took (the other's threads get
     the interpreter meanwhile)."""
-    pool = Bulkhead("test", workers=2, queue_limit=8, client_limit=8)
-    starts: list[float] = []
-    cpu: list[float] = []
-    ends: list[float] = []
-    other = threading.Event()
-    try:
-        pool.submit("victim", functools.partial(other.wait, 10))
-        time.sleep(0.05)
-        calls = [pool.submit("flooder", functools.partial(_burn, 0.1, starts, cpu))
-                 for _ in range(3)]
-        for call in calls:
-            call.add_done_callback(lambda _: ends.append(time.monotonic()))
-        for call in calls:
+    with flooding(3, 0.1) as flood:
+        for call in flood.calls:
             call.result(timeout=10)
-    finally:
-        other.set()
-        pool.close()
+    starts, cpu, ends = flood.starts, flood.cpu, flood.ends
     assert len(starts) == 3
     for n in (1, 2):
         assert starts[n] - ends[n - 1] >= REST * cpu[n - 1] * 0.99, (starts, ends, cpu)
@@ -92,24 +113,12 @@ def test_a_busy_client_rests_between_calls_while_another_is_served() -> None:
 def test_a_rest_holds_when_another_client_comes() -> None:
     """The busy client last asked well over RECENT ago (his calls all wait):
     a newcomer's call does not cut his rest short."""
-    pool = Bulkhead("test", workers=2, queue_limit=8, client_limit=8)
-    starts: list[float] = []
-    cpu: list[float] = []
-    ends: list[float] = []
-    other = threading.Event()
-    try:
-        pool.submit("victim", functools.partial(other.wait, 10))
-        time.sleep(0.05)
-        calls = [pool.submit("flooder", functools.partial(_burn, 0.3, starts, cpu))
-                 for _ in range(2)]
-        calls[0].add_done_callback(lambda _: ends.append(time.monotonic()))
-        calls[0].result(timeout=10)
+    with flooding(2, 0.3) as flood:
+        flood.calls[0].result(timeout=10)
         time.sleep(0.1)  # within his rest of ~0.3 s, ≥ 0.4 s after his last call came
-        pool.submit("newcomer", lambda: None).result(timeout=5)
-        calls[1].result(timeout=10)
-    finally:
-        other.set()
-        pool.close()
+        flood.pool.submit("newcomer", lambda: None).result(timeout=5)
+        flood.calls[1].result(timeout=10)
+    starts, cpu, ends = flood.starts, flood.cpu, flood.ends
     assert starts[1] - ends[0] >= REST * cpu[0] * 0.99, (starts, ends, cpu)
 
 
